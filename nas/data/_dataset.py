@@ -1,0 +1,90 @@
+"""A labelled image data set with train/val/test splits, read lazily so a search never touches test."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nas._registry import Registry
+from nas.errors import DataError
+
+SPLITS = ("train", "val", "test")
+BUNDLED_PNEUMONIAMNIST = Path(__file__).resolve().parent / "bundled" / "pneumoniamnist.npz"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as uint8 (N, C, H, W) and integer labels (N,), the positive (abnormal) class being 1."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    """What a task needs to know about its data, plus a loader per split."""
+
+    path: Path
+    format: str
+    class_names: list[str]
+    positive_class: str
+    in_channels: int
+    image_size: tuple[int, int]
+    fingerprint: str
+    _loader: Callable[[str], Split] = field(repr=False)
+    _cache: dict[str, Split] = field(default_factory=dict, repr=False)
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}")
+        if name not in self._cache:
+            self._cache[name] = self._loader(name)
+        return self._cache[name]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "path": str(self.path), "format": self.format, "classes": self.class_names,
+            "positive_class": self.positive_class, "in_channels": self.in_channels,
+            "image_size": list(self.image_size), "fingerprint": self.fingerprint,
+        }
+
+
+DatasetReader = Callable[[Path, "str | None"], Dataset]
+FORMATS: Registry[DatasetReader] = Registry("data format")
+
+
+def load_dataset(path: str | Path | None = None, *, positive_class: str | None = None) -> Dataset:
+    """Open `path` (an .npz file or an image folder); None means the bundled PneumoniaMNIST copy."""
+    source = Path(path) if path is not None else BUNDLED_PNEUMONIAMNIST
+    if not source.exists():
+        raise DataError(f"data not found: {source} (give an .npz file or an image folder with train/ val/ test/)")
+    fmt = "npz" if source.is_file() else "imagefolder"
+    return FORMATS.get(fmt)(source, positive_class)
+
+
+def binary_labels(path: Path, class_names: list[str], positive_class: str | None) -> tuple[str, int]:
+    """The positive class and its index: the abnormal one, by default the last in sorted order."""
+    if len(class_names) != 2:
+        raise DataError(f"{path}: the xray task is binary but the data has {len(class_names)} classes "
+                        f"({', '.join(class_names)})")
+    positive = positive_class if positive_class is not None else class_names[-1]
+    if positive not in class_names:
+        raise DataError(f"{path}: --positive-class {positive!r} is not one of the classes {class_names}")
+    return positive, class_names.index(positive)
+
+
+def leakage(dataset: Dataset, splits: tuple[str, ...] = SPLITS) -> dict[str, int]:
+    """Counts of byte-identical images shared by each pair of splits (settled point 14)."""
+    hashes = {
+        name: {hashlib.sha1(img.tobytes()).digest() for img in dataset.split(name).images} for name in splits
+    }
+    return {
+        f"{a}/{b}": len(hashes[a] & hashes[b]) for i, a in enumerate(splits) for b in splits[i + 1:]
+    }

@@ -1,0 +1,72 @@
+"""A latency measurement and where it came from: every number carries its provenance."""
+
+from __future__ import annotations
+
+import platform
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from nas.spec import Precision
+
+Method = Literal["measured", "remote", "estimated"]
+
+
+class Measurement(BaseModel):
+    """Latency percentiles at `batch`, throughput at `throughput_batch`, and provenance."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    cv: float
+    """Coefficient of variation of the timed runs (std / mean)."""
+    runs: int
+    seconds: float
+    throughput_ips: float | None
+    throughput_batch: int | None
+    peak_memory_mb: float
+    """Resident memory the runtime added while loading and running the model (high-water minus baseline)."""
+    model_bytes: int
+    backend: str
+    runtime_version: str
+    device: str
+    precision: Precision
+    batch: int
+    threads: int | None
+    method: Method
+    load_avg: float
+    """1-minute load average when timing began: a busy machine shows here."""
+
+    def short(self) -> str:
+        return f"p50 {self.p50_ms:.3f} ms, p95 {self.p95_ms:.3f} ms ({self.backend}, {self.precision}, b{self.batch})"
+
+
+def summarize(times_ms: np.ndarray) -> dict[str, float]:
+    mean = float(times_ms.mean())
+    return {
+        "p50_ms": float(np.percentile(times_ms, 50)),
+        "p95_ms": float(np.percentile(times_ms, 95)),
+        "p99_ms": float(np.percentile(times_ms, 99)),
+        "mean_ms": mean,
+        "cv": float(times_ms.std() / mean) if mean > 0 else 0.0,
+        "runs": int(times_ms.size),
+    }
+
+
+@lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU model as the OS reports it, e.g. 'AMD EPYC 7B13 (x86_64)'."""
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model or platform.processor() or 'unknown CPU'} ({platform.machine()})"

@@ -1,0 +1,79 @@
+"""ONNX Runtime on the local CPU: the `cpu` profile's backend."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from nas.errors import ConfigError, TrialError
+from nas.hardware._backend import BACKENDS, LatencyBackend
+from nas.hardware._measurement import Measurement, cpu_name, summarize
+from nas.hardware._profile import HardwareProfile
+from nas.spec import Precision
+
+CPU_PRECISIONS = ("fp32", "int8")
+
+
+@contextmanager
+def device_lock(device: str) -> Iterator[None]:
+    """One timer at a time per device on this machine (settled point 6): parallel workers queue here."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-")[:80]
+    path = Path(tempfile.gettempdir()) / f"nas-measure-{slug}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def available_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class OnnxRuntimeCPU(LatencyBackend):
+    name = "onnxruntime"
+
+    def measure(
+        self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...]
+    ) -> Measurement:
+        if precision not in CPU_PRECISIONS or precision not in profile.precisions:
+            raise ConfigError(f"precision {precision!r} is not available on profile {profile.name!r}; "
+                              f"its precisions: {', '.join(profile.precisions)}")
+        threads = profile.threads or available_threads()
+        request = {
+            "onnx": str(onnx_path), "input_shape": list(input_shape), "batch": profile.batch,
+            "throughput_batch": profile.throughput_batch, "threads": threads,
+            "protocol": profile.protocol.model_dump(),
+        }
+        device = cpu_name()
+        with device_lock(device):
+            proc = subprocess.run(
+                [sys.executable, "-m", "nas.hardware._ort_timer"], input=json.dumps(request),
+                capture_output=True, text=True, check=False,
+            )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise TrialError(f"ONNX Runtime could not run {onnx_path}: {last}")
+        result = json.loads(proc.stdout)
+        return Measurement(
+            **summarize(np.asarray(result["times_ms"])),
+            seconds=result["seconds"], throughput_ips=result["throughput_ips"],
+            throughput_batch=result["throughput_batch"], peak_memory_mb=result["peak_memory_mb"],
+            model_bytes=Path(onnx_path).stat().st_size, backend=self.name,
+            runtime_version=f"onnxruntime {result['runtime_version']}", device=device, precision=precision,
+            batch=profile.batch, threads=threads, method="measured", load_avg=result["load_avg"],
+        )
+
+
+BACKENDS.register(OnnxRuntimeCPU.name, OnnxRuntimeCPU)

@@ -1,0 +1,220 @@
+"""Search-space YAML: declared parameters, their validation, and sampling a `Spec` from an Optuna trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from nas import _yaml
+from nas.errors import ConfigError, did_you_mean
+from nas.models import get_family, list_families
+from nas.spec import CompressionSpec, Spec, TrainingSpec
+
+Scalar = Union[bool, int, float, str]
+
+TRAINING_PARAMS = ("lr", "weight_decay", "epochs", "augment", "batch_size")
+TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 128}
+COMPRESSION_PARAMS = ("prune_ratio", "quant")
+# Compression inside the search arrives with pruning and quantization; until then only the identity is allowed.
+SUPPORTED_COMPRESSION: dict[str, tuple[Any, ...]] = {"prune_ratio": (0, 0.0), "quant": ("fp32",)}
+
+
+class Distribution(BaseModel):
+    """A searched parameter: `choices`, or a `low`..`high` range (integer when both ends are integers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    choices: list[Scalar] | None = None
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    default: Scalar | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Distribution:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either `choices` or `low`/`high`, not both")
+            if not self.choices:
+                raise ValueError("`choices` is empty")
+            if self.default is not None and self.default not in self.choices:
+                raise ValueError(f"default {self.default!r} is not one of the choices {self.choices}")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a parameter needs `choices`, or both `low` and `high`, or a plain fixed value")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got low {self.low}")
+        if self.default is not None and not (self.low <= self.default <= self.high):  # type: ignore[operator]
+            raise ValueError(f"default {self.default!r} is outside [{self.low}, {self.high}]")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float)
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(name, self.choices)
+        if self.is_int:
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)  # type: ignore[arg-type]
+
+
+Param = Union[Distribution, Scalar]
+
+
+def draw(trial: optuna.Trial, name: str, param: Param) -> Any:
+    """A fixed value as is; a distribution through the trial, so the sampler sees it."""
+    return param.suggest(trial, name) if isinstance(param, Distribution) else param
+
+
+def default_of(param: Param) -> Any:
+    return param.default if isinstance(param, Distribution) else param
+
+
+class Baseline(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    family: str
+    arch: dict[str, Any]
+    input_size: int | None = None
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        return _check_family(value)
+
+
+def _check_family(name: str) -> str:
+    if name not in list_families():
+        raise ValueError(f"unknown family {name!r}{did_you_mean(name, list_families())}; registered: "
+                         + ", ".join(list_families()))
+    return name
+
+
+def _check_keys(where: str, given: dict[str, Any], allowed: tuple[str, ...], optional: dict[str, Any]) -> None:
+    for key in given:
+        if key not in allowed:
+            raise ValueError(f"{where}unknown parameter {key!r}{did_you_mean(key, allowed)}; "
+                             f"allowed: {', '.join(allowed)}")
+    missing = [k for k in allowed if k not in given and k not in optional]
+    if missing:
+        raise ValueError(f"{where}missing parameter(s) {', '.join(missing)}")
+
+
+class SearchSpace(BaseModel):
+    """One search_spaces/*.yaml file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    task: str
+    description: str = ""
+    input_size: Param
+    families: dict[str, dict[str, Param]] = Field(min_length=1)
+    training: dict[str, Param]
+    compression: dict[str, Param] = Field(default_factory=dict)
+    baselines: list[Baseline] = Field(default_factory=list)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("families")
+    @classmethod
+    def _check_families(cls, families: dict[str, dict[str, Param]]) -> dict[str, dict[str, Param]]:
+        for name, params in families.items():
+            _check_family(name)
+            _check_keys(f"{name}: ", params, get_family(name).params, {})
+        return families
+
+    @field_validator("training")
+    @classmethod
+    def _check_training(cls, training: dict[str, Param]) -> dict[str, Param]:
+        _check_keys("", training, TRAINING_PARAMS, TRAINING_DEFAULTS)
+        return training
+
+    @field_validator("compression")
+    @classmethod
+    def _check_compression(cls, compression: dict[str, Param]) -> dict[str, Param]:
+        _check_keys("", compression, COMPRESSION_PARAMS, {"prune_ratio": 0.0, "quant": "fp32"})
+        for key, param in compression.items():
+            values = param.choices if isinstance(param, Distribution) and param.choices else [param]
+            bad = [v for v in values if isinstance(v, Distribution) or v not in SUPPORTED_COMPRESSION[key]]
+            if bad:
+                raise ValueError(f"{key}: only {SUPPORTED_COMPRESSION[key][-1]!r} is supported "
+                                 f"in this version (got {bad[0]!r})")
+        return compression
+
+    @model_validator(mode="after")
+    def _check_baseline_defaults(self, info: ValidationInfo) -> SearchSpace:
+        if self.baselines:
+            for key, param in self.training.items():
+                if default_of(param) is None:
+                    raise ValueError(f"training.{key}: a searched parameter needs a `default` "
+                                     "(the recipe baselines are trained with)")
+            if self.baseline_input_size() is None and any(b.input_size is None for b in self.baselines):
+                raise ValueError("input_size: give a `default`, or an input_size on every baseline")
+        return self
+
+    def baseline_input_size(self) -> int | None:
+        value = default_of(self.input_size)
+        return int(value) if value is not None else None
+
+    def training_defaults(self) -> dict[str, Any]:
+        return {**TRAINING_DEFAULTS, **{k: default_of(v) for k, v in self.training.items()}}
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    path = _yaml.find("search space", name_or_path, "search_spaces")
+    space = _yaml.load_model(SearchSpace, path)
+    return space.model_copy(update={"path": path})
+
+
+def list_spaces() -> list[SearchSpace]:
+    return [load_space(str(path)) for path in _yaml.available("search_spaces").values()]
+
+
+def sample_spec(
+    space: SearchSpace, trial: optuna.Trial, *, in_channels: int, num_classes: int, max_epochs: int | None = None
+) -> Spec:
+    """Draw one candidate. Parameter names are stable (`family`, `dsconv.stage_width[1]`, `lr`)."""
+    family = trial.suggest_categorical("family", list(space.families))
+    declared = space.families[family]
+
+    def p(name: str, index: int | None = None) -> Any:
+        return draw(trial, f"{family}.{name}" + ("" if index is None else f"[{index}]"), declared[name])
+
+    arch = get_family(family).sample(p)
+    training = {k: draw(trial, k, v) for k, v in space.training.items()}
+    compression = {k: draw(trial, k, v) for k, v in space.compression.items()}
+    return _make_spec(space, family, arch, int(draw(trial, "input_size", space.input_size)), training,
+                      compression, in_channels, num_classes, max_epochs, baseline=None)
+
+
+def baseline_spec(
+    space: SearchSpace, baseline: Baseline, *, in_channels: int, num_classes: int, max_epochs: int | None = None
+) -> Spec:
+    input_size = baseline.input_size or space.baseline_input_size()
+    return _make_spec(space, baseline.family, baseline.arch, int(input_size), space.training_defaults(),  # type: ignore[arg-type]
+                      {}, in_channels, num_classes, max_epochs, baseline=baseline.name)
+
+
+def _make_spec(
+    space: SearchSpace, family: str, arch: dict[str, Any], input_size: int, training: dict[str, Any],
+    compression: dict[str, Any], in_channels: int, num_classes: int, max_epochs: int | None, baseline: str | None,
+) -> Spec:
+    training = {**TRAINING_DEFAULTS, **training}
+    if max_epochs is not None:
+        training["epochs"] = min(int(training["epochs"]), max_epochs)
+    try:
+        return Spec(
+            family=family, arch=arch, input_size=input_size, in_channels=in_channels, num_classes=num_classes,
+            training=TrainingSpec(**training), compression=CompressionSpec(**compression), baseline=baseline,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{space.path}: cannot build a candidate: {exc}") from None

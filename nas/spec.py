@@ -1,0 +1,73 @@
+"""A candidate model as plain data: everything needed to rebuild, train and deploy it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["TrainingSpec", "CompressionSpec", "Spec", "Precision"]
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class TrainingSpec(BaseModel):
+    """The training recipe; baselines and candidates share its defaults so comparisons are fair."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    epochs: int = Field(ge=1)
+    augment: float = Field(ge=0, le=1, description="augmentation strength, 0 = none")
+    batch_size: int = Field(default=128, ge=1)
+
+
+class CompressionSpec(BaseModel):
+    """What is done to the trained model before it ships."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prune_ratio: float = Field(default=0.0, ge=0, lt=1)
+    quant: Precision = "fp32"
+
+
+class Spec(BaseModel):
+    """One candidate: family + resolved architecture + input + training + compression."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    family: str
+    arch: dict[str, Any]
+    input_size: int = Field(ge=8)
+    in_channels: int = Field(ge=1)
+    num_classes: int = Field(ge=2)
+    training: TrainingSpec
+    compression: CompressionSpec = CompressionSpec()
+    baseline: str | None = Field(default=None, description="the baseline's name when this is one")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.input_size, self.input_size)
+
+    def summary(self) -> str:
+        """A one-line description for tables and hover text."""
+        keys = ", ".join(f"{k}={v}" for k, v in self.arch.items() if k != "stages")
+        stages = self.arch.get("stages")
+        if stages:
+            keys += ", stages=" + "/".join(f"{s['width']}x{s['depth']}s{s['stride']}k{s['kernel']}" for s in stages)
+        name = f"{self.baseline} " if self.baseline else ""
+        return f"{name}[{self.family}] {keys} @{self.input_size}px {self.compression.quant}"
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Spec:
+        return cls.model_validate(json.loads(text))
+
+    @classmethod
+    def load(cls, path: Path) -> Spec:
+        return cls.from_json(Path(path).read_text())
