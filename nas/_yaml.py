@@ -72,7 +72,8 @@ def read_mapping(path: Path) -> dict[str, Any]:
 def format_validation_error(path: Path, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        # "range"/"fixed" are the tags of a parameter's union, not fields the user wrote
+        field = ".".join(str(p) for p in err["loc"] if p not in ("range", "fixed")) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
         shown = "" if err["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {got!r})"

@@ -71,3 +71,17 @@ def check_parity(model: nn.Module, onnx_path: Path, input_shape: tuple[int, ...]
         raise TrialError(f"{onnx_path}: ONNX output differs from PyTorch by up to {diff:.3g} "
                          f"(tolerance atol {PARITY_ATOL} + rtol {PARITY_RTOL})")
     return diff
+
+
+def preprocessing(spec_input_size: int, in_channels: int) -> dict[str, object]:
+    """What a deployment must do to an image before the model sees it."""
+    from nas.tasks.xray import MEAN, STD
+
+    return {
+        "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+        "input_shape": ["batch", in_channels, spec_input_size, spec_input_size], "dtype": "float32",
+        "channels": "grey" if in_channels == 1 else "RGB", "layout": "NCHW",
+        "resize": f"bilinear to {spec_input_size}x{spec_input_size}",
+        "normalise": f"pixel / 255, then (x - {MEAN}) / {STD}",
+        "output": "logits for [negative, positive]; score = softmax(logits)[1]",
+    }

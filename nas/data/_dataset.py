@@ -40,6 +40,8 @@ class Dataset:
     fingerprint: str
     _loader: Callable[[str], Split] = field(repr=False)
     _cache: dict[str, Split] = field(default_factory=dict, repr=False)
+    derived: dict[object, object] = field(default_factory=dict, repr=False)
+    """Arrays a task derives from this data (e.g. inputs resized once per size), kept with the data itself."""
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from nas.data._dataset import FORMATS, SPLITS, Dataset, Split, binary_labels
-from nas.errors import DataError
+from nas.errors import DataError, did_you_mean
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid"), "test": ("test",)}
@@ -57,11 +57,18 @@ def _read(root: Path, positive_class: str | None) -> Dataset:
         raise DataError(f"{train_dir}: found {len(class_names)} class folder(s) ({', '.join(class_names) or 'none'});"
                         " a classifier needs one sub-folder per class and at least two classes")
     positive, positive_index = binary_labels(root, class_names, positive_class)
+    for split in SPLITS:
+        split_dir = _split_dir(root, split)
+        for folder in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+            if folder.name not in class_names:
+                raise DataError(f"{folder}: class folder {folder.name!r} is not a class of train/ "
+                                f"({', '.join(class_names)}){did_you_mean(folder.name, class_names)}")
     files = {split: _files(_split_dir(root, split), class_names) for split in SPLITS}
     for split, items in files.items():
-        if not items:
+        missing = [c for i, c in enumerate(class_names) if not any(label == i for _, label in items)]
+        if missing:
             raise DataError(f"{_split_dir(root, split)}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                            f"in the class folders {', '.join(class_names)}")
+                            f"for class(es) {', '.join(missing)}; every split needs every class")
     # Channels and size are decided from the training images so every split is converted the same way.
     sample = [_open(f) for f, _ in files["train"][:: max(1, len(files["train"]) // 50)]]
     channels = 1 if all(_is_grey(img) for img in sample) else 3

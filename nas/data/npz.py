@@ -18,9 +18,11 @@ KNOWN_CLASS_NAMES = {"pneumoniamnist": ["normal", "pneumonia"]}
 def _read(path: Path, positive_class: str | None) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
-        keys = set(archive.files)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot be read as an .npz archive ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot be read as an .npz archive ({exc or 'empty file'})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: is a single .npy array, not an .npz archive with train/val/test arrays")
+    keys = set(archive.files)
     for split in SPLITS:
         for part in ("images", "labels"):
             if f"{split}_{part}" not in keys:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator,
+)
 
 from nas import _yaml
 from nas.errors import ConfigError, did_you_mean
@@ -54,6 +56,11 @@ class Distribution(BaseModel):
             raise ValueError(f"default {self.default!r} is outside [{self.low}, {self.high}]")
         return self
 
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return isinstance(value, (int, float)) and self.low <= value <= self.high  # type: ignore[operator]
+
     @property
     def is_int(self) -> bool:
         return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float)
@@ -66,7 +73,14 @@ class Distribution(BaseModel):
         return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)  # type: ignore[arg-type]
 
 
-Param = Union[Distribution, Scalar]
+def _param_kind(value: Any) -> str:
+    return "range" if isinstance(value, (dict, Distribution)) else "fixed"
+
+
+# Tagged, so a bad range reports only the range's error, not one line per scalar type it also failed.
+Param = Annotated[
+    Union[Annotated[Distribution, Tag("range")], Annotated[Scalar, Tag("fixed")]], Discriminator(_param_kind)
+]
 
 
 def draw(trial: optuna.Trial, name: str, param: Param) -> Any:
@@ -161,6 +175,13 @@ class SearchSpace(BaseModel):
                 raise ValueError("input_size: give a `default`, or an input_size on every baseline")
         return self
 
+    def baseline(self, name: str) -> Baseline:
+        for b in self.baselines:
+            if b.name == name:
+                return b
+        raise ConfigError(f"{self.path}: no baseline named {name!r}; baselines: "
+                          + ", ".join(b.name for b in self.baselines))
+
     def baseline_input_size(self) -> int | None:
         value = default_of(self.input_size)
         return int(value) if value is not None else None
@@ -179,29 +200,48 @@ def list_spaces() -> list[SearchSpace]:
     return [load_space(str(path)) for path in _yaml.available("search_spaces").values()]
 
 
+def baseline_params(space: SearchSpace, baseline: Baseline) -> dict[str, Any]:
+    """The parameters a baseline trial is enqueued with: the shared dimensions (input size, training recipe,
+    and the family when the space searches it), so samplers see baselines as points of the same space."""
+    params: dict[str, Any] = {}
+    if baseline.family in space.families:
+        params["family"] = baseline.family
+    input_size = baseline.input_size or space.baseline_input_size()
+    if isinstance(space.input_size, Distribution) and space.input_size.contains(input_size):
+        params["input_size"] = input_size
+    for key, param in space.training.items():
+        if isinstance(param, Distribution):
+            params[key] = param.default
+    return params
+
+
 def sample_spec(
     space: SearchSpace, trial: optuna.Trial, *, in_channels: int, num_classes: int, max_epochs: int | None = None
 ) -> Spec:
-    """Draw one candidate. Parameter names are stable (`family`, `dsconv.stage_width[1]`, `lr`)."""
-    family = trial.suggest_categorical("family", list(space.families))
-    declared = space.families[family]
+    """Draw one candidate, or build the baseline the trial was enqueued as (user attr `baseline`).
 
-    def p(name: str, index: int | None = None) -> Any:
-        return draw(trial, f"{family}.{name}" + ("" if index is None else f"[{index}]"), declared[name])
+    Parameter names are stable: `family`, `dsconv.stage_width[1]`, `input_size`, `lr`.
+    """
+    baseline = space.baseline(trial.user_attrs["baseline"]) if "baseline" in trial.user_attrs else None
+    if baseline is None or baseline.family in space.families:
+        family = trial.suggest_categorical("family", list(space.families))
+    if baseline is None:
+        declared = space.families[family]
 
-    arch = get_family(family).sample(p)
+        def p(name: str, index: int | None = None) -> Any:
+            return draw(trial, f"{family}.{name}" + ("" if index is None else f"[{index}]"), declared[name])
+
+        arch = get_family(family).sample(p)
+        input_size = int(draw(trial, "input_size", space.input_size))
+    else:
+        family, arch = baseline.family, baseline.arch
+        fixed = baseline.input_size or space.baseline_input_size()
+        contained = isinstance(space.input_size, Distribution) and space.input_size.contains(fixed)
+        input_size = int(draw(trial, "input_size", space.input_size) if contained else fixed)  # type: ignore[arg-type]
     training = {k: draw(trial, k, v) for k, v in space.training.items()}
     compression = {k: draw(trial, k, v) for k, v in space.compression.items()}
-    return _make_spec(space, family, arch, int(draw(trial, "input_size", space.input_size)), training,
-                      compression, in_channels, num_classes, max_epochs, baseline=None)
-
-
-def baseline_spec(
-    space: SearchSpace, baseline: Baseline, *, in_channels: int, num_classes: int, max_epochs: int | None = None
-) -> Spec:
-    input_size = baseline.input_size or space.baseline_input_size()
-    return _make_spec(space, baseline.family, baseline.arch, int(input_size), space.training_defaults(),  # type: ignore[arg-type]
-                      {}, in_channels, num_classes, max_epochs, baseline=baseline.name)
+    return _make_spec(space, family, arch, input_size, training, compression, in_channels, num_classes,
+                      max_epochs, baseline=baseline.name if baseline else None)
 
 
 def _make_spec(

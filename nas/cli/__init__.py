@@ -1,0 +1,1 @@
+"""The `nas` command line: one thin module per verb."""

@@ -1,0 +1,29 @@
+"""Options shared by every verb that reads a study, and the one JSON printer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_study_options(parser: argparse.ArgumentParser, *, study_required: bool, storage: bool = True) -> None:
+    parser.add_argument("--study", required=study_required, help="study name (default: <task>-<hardware>)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
+    if storage:
+        parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<results>/<study>/study.db)")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr)

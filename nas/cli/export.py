@@ -1,0 +1,32 @@
+"""`nas export`: ship one trial as ONNX + spec + weights + model card, verified against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nas.cli._common import add_json_option, add_study_options, err, print_json
+from nas.report.package import export_trial
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="export a trial's model", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export one trial as a deployable folder, checking the ONNX output against PyTorch.",
+        epilog="example:\n  nas export --study xray-cpu --trial 7 --out shipped/xray-7",
+    )
+    add_study_options(p, study_required=True, storage=False)  # reads the trial's files only
+    p.add_argument("--trial", type=int, required=True, help="trial number (see pareto.json or the report)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write model.onnx, spec.json, model card")
+    add_json_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    card = export_trial(args.results, args.study, args.trial, args.out)
+    if args.json:
+        print_json(card)
+    else:
+        err(f"ONNX matches PyTorch (max difference {card['parity_max_abs_diff']:.2e})")
+        print(f"exported trial {args.trial} of {args.study} to {args.out}/: {', '.join(card['files'])}")
+    return 0

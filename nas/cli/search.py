@@ -1,0 +1,87 @@
+"""`nas search`: run (or resume) a hardware-aware multi-objective study and print its Pareto front."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nas.cli._common import add_json_option, add_study_options, err, print_json
+from nas.report import front_table, write_report
+from nas.search.final import finalize
+from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
+from nas.search.runner import SearchConfig, prepare, run_search
+from nas.search.study import SAMPLERS
+
+EPILOG = """examples:
+  nas search --task xray --hardware cpu --trials 20
+  nas search --task xray --hardware cpu --trials 40 --max-latency-ms 0.5 --objectives auc,latency_p50
+  nas search --study xray-cpu --trials 30          # resume the study and take it to 30 trials
+  nas search --data path/to/images --space xray-tiny --epochs 1 --trials 4
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="run or resume a search", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sample candidates (architecture + training), measure each on the target before training, "
+                    "train the feasible ones, and keep the accuracy/latency Pareto front. Re-running with the same "
+                    "--study resumes it; --trials is the study's total, baselines included.",
+    )
+    p.add_argument("--task", default="xray", help="task (default: xray)")
+    p.add_argument("--hardware", default="cpu", help="hardware profile name or YAML path (see `nas profiles`)")
+    p.add_argument("--space", help="search space name or YAML path (default: the task's; see `nas spaces`)")
+    add_study_options(p, study_required=False)
+    p.add_argument("--trials", type=int, default=20, help="trials the study should hold when done (default 20)")
+    p.add_argument("--timeout", type=float, help="seconds after which no new trial is started")
+    p.add_argument("--epochs", type=int, help="cap on every trial's training epochs (quick runs and tests)")
+    p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
+                   help=f"comma-separated, from: {', '.join(OBJECTIVES.names())} (default: %(default)s)")
+    p.add_argument("--sampler", default="nsga2", choices=SAMPLERS, help="Optuna sampler (default: nsga2)")
+    p.add_argument("--population", type=int, default=10, help="NSGA-II population / TPE start-up trials")
+    p.add_argument("--seed", type=int, default=0, help="fixes sampling and training (default 0)")
+    p.add_argument("--max-latency-ms", type=float, help="p95 budget; slower candidates are never trained")
+    p.add_argument("--min-sensitivity", type=float, help="constraint on validation sensitivity at the threshold")
+    p.add_argument("--target-sensitivity", type=float, default=0.95,
+                   help="the operating threshold reaches this sensitivity on validation (default 0.95)")
+    p.add_argument("--data", help="MedMNIST-style .npz or image folder (default: bundled PneumoniaMNIST)")
+    p.add_argument("--positive-class", help="class name of the abnormal class (default: last in sorted order)")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
+    p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed")
+    p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",
+                   help="keep weights/ONNX of front members and baselines only (default) or of every trial")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_json_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = SearchConfig(
+        task=args.task, hardware=args.hardware, space=args.space, study=args.study, results=Path(args.results),
+        storage=args.storage, trials=args.trials, timeout=args.timeout, epochs=args.epochs,
+        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()), sampler=args.sampler,
+        population=args.population, seed=args.seed, max_latency_ms=args.max_latency_ms,
+        min_sensitivity=args.min_sensitivity, target_sensitivity=args.target_sensitivity, data=args.data,
+        positive_class=args.positive_class, baselines=args.baselines, trial_timeout=args.trial_timeout,
+        keep_artifacts=args.keep_artifacts, progress=args.progress and sys.stderr.isatty(),
+    )
+    run_ = prepare(config)
+    err(f"study {run_.study.study_name!r} ({'new' if run_.created else 'resumed'}), "
+        f"storage {run_.context.results_dir / 'study.db' if not args.storage else args.storage}")
+    run_search(config, run_)
+    if run_.interrupted:
+        err(f"interrupted: completed trials are kept in study {run_.study.study_name!r}; run the same command "
+            "again to resume")
+        return 130
+    doc = finalize(run_, keep_artifacts=config.keep_artifacts, log=err)
+    report = write_report(run_.context.results_dir)
+    if args.json:
+        print_json(doc)
+        return 0
+    changed = doc["remeasured"]
+    print(front_table(doc))
+    if changed["dropped"]:
+        print(f"re-measurement dropped {len(changed['dropped'])} member(s) from the front: {changed['dropped']}")
+    print(f"\nPareto front: {run_.context.results_dir / 'pareto.json'}")
+    print(f"report:       {report}")
+    return 0

@@ -1,0 +1,120 @@
+"""The end of a search: the front, re-measured in one session, scored once on test, written as pareto.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from nas._io import write_json
+from nas.hardware import Measurement, measure
+from nas.search.objectives import resolve_objectives
+from nas.search.pareto import knee, non_dominated
+from nas.search.result import TrialResult
+from nas.search.runner import SearchRun
+
+SCHEMA_VERSION = 1
+ARTIFACTS = ("model.pt", "model.onnx")
+
+
+def completed_results(run: SearchRun) -> list[TrialResult]:
+    trials = run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [TrialResult.model_validate(t.user_attrs["result"]) for t in trials if "result" in t.user_attrs]
+
+
+def feasible(run: SearchRun, result: TrialResult) -> bool:
+    s = run.settings
+    if s.max_latency_ms is not None and result.measurement.p95_ms > s.max_latency_ms:
+        return False
+    return not (s.min_sensitivity is not None and result.metrics["val"]["sensitivity"] < s.min_sensitivity)
+
+
+def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) -> dict[str, Any]:
+    """Write results/<study>/pareto.json (settled points 2 and 10) and return it."""
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    ctx, settings = run.context, run.settings
+    objectives = resolve_objectives(settings.objectives)
+    directions = [o.direction for o in objectives]
+    results = completed_results(run)
+    candidates = [r for r in results if feasible(run, r)]
+    front = [r for r, on in zip(candidates, non_dominated([[o.value(r) for o in objectives] for r in candidates],
+                                                          directions) if candidates else []) if on]
+    baselines = [r for r in results if r.spec.baseline]
+    reported = {r.trial: r for r in front + baselines}
+
+    say(f"re-measuring {len(reported)} model(s) on {ctx.profile.name} in one session ...")
+    remeasured: dict[int, Measurement] = {}
+    for number, r in sorted(reported.items()):
+        onnx_path = ctx.trial_dir(number) / "model.onnx"
+        remeasured[number] = measure(onnx_path, ctx.profile, r.spec.compression.quant, r.spec.input_shape)
+        write_json(ctx.trial_dir(number) / "remeasured.json", remeasured[number].model_dump())
+    final = [r.model_copy(update={"measurement": remeasured[r.trial]}) for r in front]
+    still = non_dominated([[o.value(r) for o in objectives] for r in final], directions) if final else []
+    members = [r for r, on in zip(final, still) if on]
+    dropped = [r.trial for r, on in zip(final, still) if not on]
+
+    say(f"scoring {len(reported)} model(s) once on the test split ...")
+    tests = {number: score_on_test(run, r) for number, r in sorted(reported.items())}
+    knee_trial = members[knee([[o.value(r) for o in objectives] for r in members], directions)].trial if members else None
+
+    def entry(r: TrialResult) -> dict[str, Any]:
+        m = remeasured[r.trial]
+        return {
+            "trial": r.trial, "is_baseline": r.spec.baseline is not None, "baseline": r.spec.baseline,
+            "summary": r.spec.summary(), "spec": r.spec.model_dump(mode="json"), "params": r.params,
+            "macs": r.macs, "metrics": {"val": r.metrics["val"], "test": tests[r.trial]},
+            "latency": m.model_dump(), "latency_during_search": {"p50_ms": r.measurement.p50_ms,
+                                                                 "p95_ms": r.measurement.p95_ms},
+            "objectives": {o.name: o.value(r.model_copy(update={"measurement": m})) for o in objectives},
+            "artifacts": {"onnx": str(ctx.trial_dir(r.trial) / "model.onnx"),
+                          "weights": str(ctx.trial_dir(r.trial) / "model.pt")},
+        }
+
+    states = [t.state.name for t in run.study.get_trials(deepcopy=False)]
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "study": run.study.study_name,
+        "task": settings.task,
+        "hardware": settings.hardware,
+        "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
+        "constraints": {"max_latency_ms": settings.max_latency_ms, "min_sensitivity": settings.min_sensitivity},
+        "target_sensitivity": settings.target_sensitivity,
+        "members": [entry(r) for r in members],
+        "baselines": [entry(r) for r in baselines],
+        "knee_trial": knee_trial,
+        "remeasured": {"members_before": len(front), "members_after": len(members), "dropped": dropped,
+                       "note": "front members were measured again in one session; dominance uses those numbers"},
+        "trials": {state: states.count(state) for state in sorted(set(states))},
+        "data": ctx.dataset.describe(),
+        "search_space": ctx.space.name,
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(ctx.results_dir / "pareto.json", doc)
+    if keep_artifacts != "all":
+        prune_artifacts(ctx.results_dir, keep={r.trial for r in front} | {r.trial for r in baselines})
+    return doc
+
+
+def score_on_test(run: SearchRun, result: TrialResult) -> dict[str, float]:
+    """Computed once per trial, at the validation threshold, and kept in the trial folder."""
+    path = run.context.trial_dir(result.trial) / "test_metrics.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    metrics = run.context.task.evaluate(
+        run.context.trial_dir(result.trial) / "model.onnx", result.spec, run.context.dataset, "test",
+        threshold=result.metrics["val"]["threshold"], target_sensitivity=run.settings.target_sensitivity,
+    )
+    write_json(path, metrics)
+    return metrics
+
+
+def prune_artifacts(results_dir: Path, keep: set[int]) -> None:
+    """Weights and ONNX files are kept for front members and baselines only (settled point 15)."""
+    for trial_dir in (results_dir / "trials").iterdir():
+        if trial_dir.name.isdigit() and int(trial_dir.name) not in keep:
+            for name in ARTIFACTS:
+                (trial_dir / name).unlink(missing_ok=True)

@@ -1,0 +1,251 @@
+"""The search loop: Optuna ask/tell (settled point 17), so nas decides when and how each trial trains."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from nas._io import file_digest, write_json
+from nas.errors import ConfigError
+from nas.hardware import load_profile
+from nas.hardware.onnxruntime_cpu import available_threads
+from nas.search.objectives import DEFAULT_OBJECTIVES, resolve_objectives
+from nas.search.study import (
+    ENVIRONMENT_ATTR, StudySettings, count_trials, counts_toward_budget, create_or_resume, default_study_name, make_sampler,
+    open_storage, storage_url,
+)
+from nas.search.result import TrialResult
+from nas.search.trial import Infeasible, TrialContext, record_failure, run_trial
+from nas.spaces import baseline_params, load_space
+from nas.tasks import get_task
+
+log = logging.getLogger("nas")
+
+
+@dataclass
+class SearchConfig:
+    task: str = "xray"
+    hardware: str = "cpu"
+    space: str | None = None
+    study: str | None = None
+    results: Path = Path("results")
+    storage: str | None = None
+    trials: int = 20
+    timeout: float | None = None
+    epochs: int | None = None
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    sampler: str = "nsga2"
+    population: int = 10
+    seed: int = 0
+    max_latency_ms: float | None = None
+    min_sensitivity: float | None = None
+    target_sensitivity: float = 0.95
+    data: str | None = None
+    positive_class: str | None = None
+    baselines: bool = True
+    trial_timeout: float | None = None
+    keep_artifacts: Literal["front", "all"] = "front"
+    progress: bool = True
+
+
+@dataclass
+class SearchRun:
+    """What a search produced: the study and its folders, for the final report."""
+
+    study: optuna.Study
+    context: TrialContext
+    settings: StudySettings
+    created: bool
+    interrupted: bool = False
+    new_trials: list[int] = field(default_factory=list)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, turned into the same clean stop as Ctrl-C."""
+
+
+def prepare(config: SearchConfig) -> SearchRun:
+    """Validate every input and open (or resume) the study, before any training is spent."""
+    if not 0 < config.target_sensitivity <= 1:
+        raise ConfigError(f"--target-sensitivity must be in (0, 1], got {config.target_sensitivity}")
+    if config.min_sensitivity is not None and not 0 < config.min_sensitivity <= 1:
+        raise ConfigError(f"--min-sensitivity must be in (0, 1], got {config.min_sensitivity}")
+    if config.trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {config.trials}")
+    if config.epochs is not None and config.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {config.epochs}")
+    task = get_task(config.task)
+    space = load_space(config.space or task.default_space)
+    if space.task != task.name:
+        raise ConfigError(f"{space.path}: search space {space.name!r} is for task {space.task!r}, not {task.name!r}")
+    profile = load_profile(config.hardware)
+    objectives = resolve_objectives(config.objectives)
+    dataset = task.load_data(config.data, positive_class=config.positive_class)
+    name = config.study or default_study_name(task.name, profile.name)
+    results_dir = Path(config.results) / name
+    settings = StudySettings(
+        task=task.name, space=space.name, space_digest=file_digest(space.path),  # type: ignore[arg-type]
+        hardware=profile.name, hardware_digest=file_digest(profile.path),  # type: ignore[arg-type]
+        objectives=[o.name for o in objectives], directions=[o.direction for o in objectives],
+        max_latency_ms=config.max_latency_ms, min_sensitivity=config.min_sensitivity,
+        target_sensitivity=config.target_sensitivity, data=str(dataset.path),
+        data_fingerprint=dataset.fingerprint, seed=config.seed,
+    )
+    storage = open_storage(storage_url(config.storage, Path(config.results), name))
+    # Seeded by the history's length, so a resumed (or a second) process does not replay the same draws.
+    sampler = make_sampler(config.sampler, seed=config.seed + count_trials(storage, name),
+                           population=config.population)
+    study, created = create_or_resume(name, storage, settings, sampler)
+    if created and config.baselines:
+        for baseline in space.baselines:
+            study.enqueue_trial(baseline_params(space, baseline), user_attrs={"baseline": baseline.name})
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_json(results_dir / "settings.json", settings.model_dump())
+    write_json(results_dir / "environment.json", study.user_attrs.get(ENVIRONMENT_ATTR, {}))
+    context = TrialContext(
+        task=task, space=space, profile=profile, dataset=dataset, results_dir=results_dir, seed=config.seed,
+        target_sensitivity=config.target_sensitivity, max_latency_ms=config.max_latency_ms,
+        max_epochs=config.epochs, trial_timeout=config.trial_timeout,
+    )
+    return SearchRun(study=study, context=context, settings=settings, created=created)
+
+
+@contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Record the running trial's heartbeat, so other processes can fail it if this one is killed."""
+    storage = study._storage
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+            stop.wait(storage.get_heartbeat_interval() or 10)  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted("terminated")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
+    """Run trials until the study holds `config.trials` spent trials or `config.timeout` passes."""
+    run = run or prepare(config)
+    study, ctx = run.study, run.context
+    objectives = resolve_objectives(config.objectives)
+    torch.set_num_threads(available_threads())
+    started = time.monotonic()
+    done = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+    bar = tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{study.study_name}", unit="trial",
+               file=sys.stderr, disable=not config.progress, dynamic_ncols=True)
+    best_auc = _best(study, "auc", objectives)
+    try:
+        with sigterm_as_interrupt():
+            while done < config.trials:
+                if config.timeout is not None and time.monotonic() - started > config.timeout:
+                    tqdm.write(f"timeout: {config.timeout:.0f} s passed, no new trial started", file=sys.stderr)
+                    break
+                fail_stale_trials(study)
+                with warnings.catch_warnings():  # heartbeats are wired by hand below (settled point 17)
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    trial = study.ask()
+                run.new_trials.append(trial.number)
+                label = trial.user_attrs.get("baseline", "")
+                bar.set_postfix_str(f"trial {trial.number} {label}".strip() + (f", best AUC {best_auc:.4f}" if best_auc else ""))
+                try:
+                    with heartbeat(study, trial):
+                        result = run_trial(ctx, trial)
+                except Infeasible as exc:
+                    reason = record_failure(ctx, trial.number, exc, "infeasible")
+                    trial.set_user_attr("infeasible", reason)
+                    study.tell(trial, state=TrialState.PRUNED)
+                    tqdm.write(f"trial {trial.number}: infeasible, not trained: {reason}", file=sys.stderr)
+                except KeyboardInterrupt as exc:
+                    reason = record_failure(ctx, trial.number, exc, "interrupted")
+                    trial.set_user_attr("failure", f"interrupted ({reason or 'Ctrl-C'})")
+                    trial.set_user_attr("failure_kind", "interrupted")
+                    study.tell(trial, state=TrialState.FAIL)
+                    run.interrupted = True
+                    break
+                except Exception as exc:  # any trial failure is recorded and the study goes on
+                    reason = record_failure(ctx, trial.number, exc, "error")
+                    trial.set_user_attr("failure", reason)
+                    trial.set_user_attr("failure_kind", "error")
+                    study.tell(trial, state=TrialState.FAIL)
+                    tqdm.write(f"trial {trial.number}: failed: {reason}", file=sys.stderr)
+                else:
+                    values = [o.value(result) for o in objectives]
+                    trial.set_user_attr("result", result.model_dump(mode="json"))
+                    for key, value in constraint_values(config, result).items():
+                        trial.set_constraint(key, value)
+                    study.tell(trial, values)
+                    val = result.metrics["val"]
+                    best_auc = max(best_auc or 0.0, val["auc"])
+                    tqdm.write(
+                        f"trial {trial.number}: AUC {val['auc']:.4f}, sens {val['sensitivity']:.3f} / spec "
+                        f"{val['specificity']:.3f}, {result.measurement.short()}, "
+                        f"train {result.seconds.get('train', 0):.0f} s  {result.spec.summary()}",
+                        file=sys.stderr,
+                    )
+                done = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+                bar.update(min(done, config.trials) - bar.n)
+    finally:
+        bar.close()
+    return run
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail trials whose process died (no heartbeat within the grace period); ask/tell wires this by hand."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def constraint_values(config: SearchConfig, result: TrialResult) -> dict[str, float]:
+    """Optuna constraints (not penalties): feasible when every value is <= 0."""
+    values = {}
+    if config.max_latency_ms is not None:
+        values["max_latency_ms"] = result.measurement.p95_ms - config.max_latency_ms
+    if config.min_sensitivity is not None:
+        values["min_sensitivity"] = config.min_sensitivity - result.metrics["val"]["sensitivity"]
+    return values
+
+
+def _best(study: optuna.Study, name: str, objectives: list) -> float | None:
+    names = [o.name for o in objectives]
+    if name not in names:
+        return None
+    values = [t.values[names.index(name)] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return max(values) if values else None

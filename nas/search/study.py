@@ -1,0 +1,153 @@
+"""Creating, resuming and opening studies: storage, sampler, and the settings a resume must match."""
+
+from __future__ import annotations
+
+import platform
+import re
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from pydantic import BaseModel, ConfigDict
+
+from nas.errors import ConfigError, StudyError, unknown_name
+from nas.hardware import cpu_name
+from nas.hardware.onnxruntime_cpu import available_threads
+
+SETTINGS_ATTR = "nas_settings"
+ENVIRONMENT_ATTR = "nas_environment"
+HEARTBEAT_INTERVAL_S = 10
+GRACE_PERIOD_S = 60
+SAMPLERS = ("nsga2", "tpe", "random")
+
+
+class StudySettings(BaseModel):
+    """Stored in the study itself, so a resume (or another worker) is checked against it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    space: str
+    space_digest: str
+    hardware: str
+    hardware_digest: str
+    objectives: list[str]
+    directions: list[str]
+    max_latency_ms: float | None
+    min_sensitivity: float | None
+    target_sensitivity: float
+    data: str
+    data_fingerprint: str
+    seed: int
+
+    # What must match for a study to resume (settled point 12); seed and sampler may change between runs.
+    STRICT: ClassVar[tuple[str, ...]] = ("task", "space_digest", "hardware_digest", "objectives", "max_latency_ms",
+                               "min_sensitivity", "target_sensitivity", "data_fingerprint")
+
+    def differences(self, stored: StudySettings) -> list[str]:
+        out = []
+        for key in self.STRICT:
+            mine, theirs = getattr(self, key), getattr(stored, key)
+            if mine != theirs:
+                label = {"space_digest": f"search space ({stored.space} -> {self.space}, content)",
+                         "hardware_digest": f"hardware profile ({stored.hardware} -> {self.hardware}, content)",
+                         "data_fingerprint": f"data ({stored.data} -> {self.data})"}.get(key, key)
+                out.append(label if key.endswith(("digest", "fingerprint")) else f"{key} ({theirs} -> {mine})")
+        return out
+
+
+def default_study_name(task: str, hardware: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task}-{Path(hardware).stem}")
+
+
+def storage_url(storage: str | None, results_dir: Path, study: str) -> str:
+    if storage:
+        return storage
+    path = (results_dir / study).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / 'study.db'}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so a killed process's trial is found and failed later."""
+    if not re.match(r"^[a-z0-9+]+://", url):
+        raise ConfigError(f"--storage {url!r} is not a database URL (e.g. sqlite:///results/s/study.db or "
+                          "postgresql://user@host/db)")
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S
+            )
+    except Exception as exc:  # SQLAlchemy raises many types for a bad or unreachable URL
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot open storage {url!r}: {first}") from None
+
+
+def make_sampler(name: str, *, seed: int, population: int) -> optuna.samplers.BaseSampler:
+    """Constraints reach the samplers through `Trial.set_constraint` (Optuna 5), not a constraints function."""
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=population)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(unknown_name("sampler", name, SAMPLERS))
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for package in ("torch", "torchvision", "timm", "optuna", "onnx", "onnxruntime", "numpy", "fvcore", "nas"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
+            "threads": available_threads(), "packages": versions}
+
+
+def create_or_resume(
+    name: str, storage: optuna.storages.BaseStorage, settings: StudySettings, sampler: optuna.samplers.BaseSampler
+) -> tuple[optuna.Study, bool]:
+    """The study and whether it was created now. A resume with different settings is refused."""
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        stored = study.user_attrs.get(SETTINGS_ATTR)
+        if stored is None:
+            raise StudyError(f"study {name!r} exists in this storage but was not created by nas")
+        diffs = settings.differences(StudySettings.model_validate(stored))
+        if diffs:
+            raise StudyError(f"study {name!r} exists with other settings: {'; '.join(diffs)}. Use the same "
+                             "settings to resume it, or a new --study name")
+        return study, False
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=settings.directions)
+    study.set_user_attr(SETTINGS_ATTR, settings.model_dump())
+    study.set_user_attr(ENVIRONMENT_ATTR, environment())
+    return study, True
+
+
+def count_trials(storage: optuna.storages.BaseStorage, name: str) -> int:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def load_existing(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    if name not in names:
+        raise StudyError(unknown_name("study", name, names) if names else f"no study {name!r}: the storage is empty")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    """Completed, infeasible (pruned) and genuinely failed trials are spent; interrupted or stale ones are not."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("failure_kind") == "error"

@@ -1,0 +1,46 @@
+"""The task registry: a task owns its data, how a candidate is trained, and how it is scored."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from nas._registry import Registry
+from nas.data import Dataset
+from nas.spec import Spec
+
+
+class Task(ABC):
+    """Knows nothing of Optuna: it trains a spec and scores a deployed artifact on a split."""
+
+    name: str
+    default_space: str
+    metric_names: tuple[str, ...]
+
+    @abstractmethod
+    def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset: ...
+
+    @abstractmethod
+    def train(self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None) -> dict[str, Any]:
+        """Train `model` in place on the training split; returns a small log (losses, seconds)."""
+
+    @abstractmethod
+    def evaluate(
+        self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str, *, threshold: float | None,
+        target_sensitivity: float,
+    ) -> dict[str, float]:
+        """Metrics of the deployed ONNX artifact on `split`; `threshold` None means choose it on this split."""
+
+
+TASKS: Registry[Task] = Registry("task")
+
+
+def get_task(name: str) -> Task:
+    return TASKS.get(name)
+
+
+def list_tasks() -> list[str]:
+    return TASKS.names()

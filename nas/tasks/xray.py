@@ -1,0 +1,73 @@
+"""Chest X-ray classification: normal vs abnormal, scored by AUC and by sensitivity/specificity at an operating
+point chosen on the validation split (the threshold that reaches the target sensitivity)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.data import Dataset, load_dataset
+from nas.export import onnx_predict, onnx_session
+from nas.metrics import binary_metrics, threshold_for_sensitivity
+from nas.spec import Spec
+from nas.tasks._task import TASKS, Task
+from nas.train import train_classifier
+
+# Pre-processing a deployment must repeat: scale to [0, 1], then (x - MEAN) / STD, resized to the input size.
+MEAN = 0.5
+STD = 0.5
+
+
+def preprocess(images: np.ndarray, input_size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalised float32 at `input_size` (bilinear, antialiased when shrinking)."""
+    x = torch.from_numpy(images).float().div_(255.0)
+    if x.shape[-1] != input_size or x.shape[-2] != input_size:
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False,
+                          antialias=input_size < x.shape[-1])
+    return x.sub_(MEAN).div_(STD).contiguous()
+
+
+class XrayTask(Task):
+    name = "xray"
+    default_space = "xray"
+    metric_names = ("auc", "accuracy", "sensitivity", "specificity", "threshold")
+
+    def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset:
+        return load_dataset(path, positive_class=positive_class)
+
+    def inputs(self, dataset: Dataset, split: str, input_size: int) -> torch.Tensor:
+        """Each split is resized once per input size and kept, never per epoch."""
+        key = ("xray-inputs", split, input_size)
+        if key not in dataset.derived:
+            dataset.derived[key] = preprocess(dataset.split(split).images, input_size)
+        return dataset.derived[key]  # type: ignore[return-value]
+
+    def train(self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None) -> dict[str, Any]:
+        images = self.inputs(dataset, "train", spec.input_size)
+        labels = torch.from_numpy(dataset.split("train").labels)
+        log = train_classifier(model, images, labels, spec.training, seed=seed, deadline=deadline)
+        return {"epoch_losses": log.epoch_losses, "train_seconds": log.seconds}
+
+    def scores(self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
+        logits = onnx_predict(onnx_session(onnx_path), self.inputs(dataset, split, spec.input_size).numpy())
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return probs[:, 1]
+
+    def evaluate(
+        self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str, *, threshold: float | None,
+        target_sensitivity: float,
+    ) -> dict[str, float]:
+        scores = self.scores(onnx_path, spec, dataset, split)
+        labels = dataset.split(split).labels
+        if threshold is None:
+            threshold = threshold_for_sensitivity(labels, scores, target_sensitivity)
+        return binary_metrics(labels, scores, threshold)
+
+
+TASKS.register(XrayTask.name, XrayTask())

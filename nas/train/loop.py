@@ -1,0 +1,86 @@
+"""Supervised training with AdamW, a cosine schedule and on-the-fly affine augmentation."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.errors import TrialError
+from nas.spec import TrainingSpec
+
+
+@dataclass
+class TrainLog:
+    epoch_losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def random_affine(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Small rotations, shifts and zooms; no flips (a chest X-ray's left and right are not interchangeable)."""
+    if strength <= 0:
+        return images
+    n = images.shape[0]
+    u = lambda: torch.rand(n, generator=generator) * 2 - 1  # noqa: E731
+    angle = u() * math.radians(15) * strength
+    scale = 1 + u() * 0.1 * strength
+    tx, ty = u() * 0.1 * strength, u() * 0.1 * strength
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+
+
+def train_classifier(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: TrainingSpec,
+    *,
+    seed: int,
+    deadline: float | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainLog:
+    """Train in place. Raises TrialError on a non-finite loss or when `deadline` (time.monotonic) passes."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
+    total = recipe.epochs * steps_per_epoch
+    warmup = min(steps_per_epoch, max(1, total // 10))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+    )
+    log = TrainLog()
+    start = time.monotonic()
+    model.train()
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(len(labels), generator=generator)
+        running = 0.0
+        for step in range(steps_per_epoch):
+            index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            if len(index) < 2:  # BatchNorm cannot train on a single sample
+                continue
+            batch = random_affine(images[index], recipe.augment, generator)
+            loss = F.cross_entropy(model(batch), labels[index])
+            if not torch.isfinite(loss):
+                raise TrialError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                                 f"(learning rate {schedule.get_last_lr()[0]:.3g})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running += loss.item() * len(index)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrialError(f"trial timeout reached during epoch {epoch + 1} of {recipe.epochs}")
+        log.epoch_losses.append(running / len(labels))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, log.epoch_losses[-1])
+    model.eval()
+    log.seconds = time.monotonic() - start
+    return log

@@ -1,0 +1,196 @@
+"""Search-space YAML: the shipped spaces load and sample buildable models, baselines replay exactly, and a bad
+space is rejected with the file, the field and what to do."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+
+from nas.errors import ConfigError
+from nas.models import create_model
+from nas.spaces import Distribution, baseline_params, list_spaces, load_space, sample_spec
+from nas.spec import TrainingSpec
+
+SHIPPED = Path(__file__).resolve().parents[2] / "search_spaces"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def _away_from_repo(tmp_path, monkeypatch):
+    """Spaces are looked up in ./search_spaces first; run elsewhere so only the shipped ones are seen."""
+    monkeypatch.chdir(tmp_path)
+
+
+def _study(seed=0):
+    return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), directions=["maximize"])
+
+
+def _sample(space, n, seed=0, **kwargs):
+    """n random candidates, asked and told like a real study so the sampler sees its history."""
+    study = _study(seed)
+    specs = []
+    for _ in range(n):
+        trial = study.ask()
+        specs.append(sample_spec(space, trial, in_channels=1, num_classes=2, **kwargs))
+        study.tell(trial, 0.5)
+    return specs
+
+
+def _forward(spec):
+    model = create_model(spec).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, *spec.input_shape))
+    assert out.shape == (1, spec.num_classes)
+    assert torch.isfinite(out).all()
+
+
+def test_shipped_spaces_load():
+    files = sorted(SHIPPED.glob("*.yaml"))
+    spaces = {s.name: s for s in list_spaces()}
+    assert {"xray", "xray-tiny"} <= set(spaces)
+    assert set(spaces) == {f.stem for f in files}
+    for f in files:
+        space = load_space(f.stem)
+        assert space == spaces[f.stem]
+        assert space.path.resolve() == f.resolve()
+        assert space.task == "xray"
+
+
+def test_tiny_space_samples_models_that_run():
+    space = load_space("xray-tiny")
+    specs = _sample(space, 30)
+    assert {s.family for s in specs} == set(space.families)
+    for spec in specs:
+        assert spec.baseline is None
+        assert spec.input_shape == (1, 28, 28)
+        for key, param in space.training.items():
+            value = getattr(spec.training, key)
+            assert param.contains(value) if isinstance(param, Distribution) else value == param
+        _forward(spec)
+
+
+def test_full_space_samples_models_that_build():
+    space = load_space("xray")
+    specs = _sample(space, 5, seed=1)
+    for spec in specs:
+        assert spec.family in space.families
+        assert space.input_size.contains(spec.input_size)
+        assert sum(p.numel() for p in create_model(spec).parameters()) > 0
+
+
+def test_sampling_is_reproducible():
+    space = load_space("xray")
+    assert _sample(space, 3, seed=5) == _sample(space, 3, seed=5)
+
+
+@pytest.mark.parametrize("name", ["xray", "xray-tiny"])
+def test_baselines_replay_exactly(name):
+    space = load_space(name)
+    assert space.baselines
+    study = _study()
+    for baseline in space.baselines:
+        params = baseline_params(space, baseline)
+        for key, value in params.items():
+            if key == "family":
+                assert value in space.families
+            else:
+                declared = space.input_size if key == "input_size" else space.training[key]
+                assert declared.contains(value), f"{key}={value!r} outside the space"
+        study.enqueue_trial(params, user_attrs={"baseline": baseline.name})
+    for baseline in space.baselines:
+        trial = study.ask()
+        spec = sample_spec(space, trial, in_channels=1, num_classes=2)
+        study.tell(trial, 0.5)
+        assert spec.baseline == baseline.name
+        assert spec.family == baseline.family
+        assert spec.arch == baseline.arch
+        assert spec.input_size == (baseline.input_size or space.baseline_input_size())
+        assert spec.training == TrainingSpec(**space.training_defaults())
+
+
+def test_tiny_baseline_runs():
+    space = load_space("xray-tiny")
+    study = _study()
+    baseline = space.baselines[0]
+    study.enqueue_trial(baseline_params(space, baseline), user_attrs={"baseline": baseline.name})
+    _forward(sample_spec(space, study.ask(), in_channels=1, num_classes=2))
+
+
+def test_max_epochs_caps_epochs():
+    space = load_space("xray")
+    assert space.training["epochs"].low > 1
+    for spec in _sample(space, 5, max_epochs=1):
+        assert spec.training.epochs == 1
+    uncapped = _sample(space, 5, seed=3)
+    assert _sample(space, 5, seed=3, max_epochs=1000) == uncapped
+
+
+# --- errors -------------------------------------------------------------------------------------------------
+
+
+def _tiny():
+    return yaml.safe_load((SHIPPED / "xray-tiny.yaml").read_text())
+
+
+def _families(d):
+    return d["families"]
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda d: _families(d).update(dsconvv=_families(d).pop("dsconv")),
+         ["families", "unknown family 'dsconvv'", "did you mean 'dsconv'"]),
+        (lambda d: _families(d)["dsconv"].update(stem_widht=_families(d)["dsconv"].pop("stem_width")),
+         ["families", "unknown parameter 'stem_widht'", "did you mean 'stem_width'"]),
+        (lambda d: _families(d)["dsconv"].pop("se"), ["families", "dsconv", "missing parameter", "se"]),
+        (lambda d: d["training"].update(lr={"low": 0.1, "high": 0.01, "default": 0.05}),
+         ["training.lr", "low 0.1 is above high 0.01"]),
+        (lambda d: d["training"].update(lr={"low": 0.0, "high": 0.01, "log": True, "default": 0.005}),
+         ["training.lr", "log scale needs low > 0"]),
+        (lambda d: d["training"].update(epochs={"low": 1, "high": 2, "default": 5}),
+         ["training.epochs", "default 5 is outside [1, 2]"]),
+        (lambda d: d["training"].update(lr={"choices": [0.001, 0.01], "default": 0.1}),
+         ["training.lr", "not one of the choices"]),
+        (lambda d: d["compression"].update(quant="int8"),
+         ["compression", "quant", "only 'fp32' is supported", "int8"]),
+        (lambda d: d["training"].update(learning_rate=d["training"].pop("lr")),
+         ["training", "unknown parameter 'learning_rate'"]),
+        (lambda d: d["baselines"][0].update(family="dscnv"), ["baselines.0.family", "did you mean 'dsconv'"]),
+        (lambda d: d["training"].update(augment={"low": 0.0, "high": 0.5}),
+         ["training.augment", "needs a `default`"]),
+    ],
+    ids=["family", "family-param", "missing-param", "low-high", "log-low", "default-range", "default-choice",
+         "quant-int8", "training-param", "baseline-family", "no-default"],
+)
+def test_bad_space_names_file_and_field(tmp_path, change, words):
+    data = _tiny()
+    change(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_space(str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}: ")
+    for word in words:
+        assert word in message
+
+
+def test_yaml_syntax_error_gives_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\ntask: xray\nfamilies: [dsconv\n  training: 1\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as err:
+        load_space(str(path))
+    assert str(path) in str(err.value)
+    assert "line " in str(err.value)
+
+
+def test_unknown_space_name_suggests():
+    with pytest.raises(ConfigError) as err:
+        load_space("xray-tni")
+    assert "did you mean 'xray-tiny'" in str(err.value)
+    assert all(f.stem in str(err.value) for f in SHIPPED.glob("*.yaml"))
+
