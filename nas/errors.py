@@ -34,9 +34,9 @@ class TrialError(NasError):
 
 def did_you_mean(value: object, options: Iterable[object]) -> str:
     """A ' (did you mean X?)' suffix naming the closest option, or '' when none is close."""
-    names = [str(o) for o in options]
-    close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    by_lower = {str(o).lower(): str(o) for o in options}
+    close = difflib.get_close_matches(str(value).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 def unknown_name(kind: str, value: object, options: Iterable[object]) -> str:
