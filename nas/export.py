@@ -60,12 +60,16 @@ def onnx_predict(session: ort.InferenceSession, images: np.ndarray, batch_size: 
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
-def check_parity(model: nn.Module, onnx_path: Path, input_shape: tuple[int, ...], batch: int = 4) -> float:
-    """Max |ONNX - PyTorch| on random inputs; raises when outside PARITY_ATOL + PARITY_RTOL * |PyTorch|."""
-    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
+def check_parity(model: nn.Module, onnx_path: Path, inputs: torch.Tensor) -> float:
+    """Max |ONNX - PyTorch|; raises when outside PARITY_ATOL + PARITY_RTOL * |PyTorch|.
+
+    `inputs` should be real, pre-processed images: a trained network with near-zero BatchNorm variances can turn
+    random noise into logits in the hundreds, where float rounding differences of a correct export exceed any
+    sensible tolerance (seen with EfficientNet-B0 at 28x28), while on images the outputs agree to 1e-4.
+    """
     with torch.no_grad():
-        expected = model.eval()(x).numpy()
-    got = onnx_predict(onnx_session(onnx_path), x.numpy())
+        expected = model.eval()(inputs).numpy()
+    got = onnx_predict(onnx_session(onnx_path), inputs.numpy())
     diff = float(np.abs(got - expected).max())
     if not np.allclose(got, expected, atol=PARITY_ATOL, rtol=PARITY_RTOL):
         raise TrialError(f"{onnx_path}: ONNX output differs from PyTorch by up to {diff:.3g} "

@@ -18,12 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_study_options(p, study_required=True, storage=False)  # reads the trial's files only
     p.add_argument("--trial", type=int, required=True, help="trial number (see pareto.json or the report)")
     p.add_argument("--out", type=Path, required=True, help="folder to write model.onnx, spec.json, model card")
+    p.add_argument("--data", help="the study's data, when it sits at another path on this machine")
     add_json_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    card = export_trial(args.results, args.study, args.trial, args.out)
+    card = export_trial(args.results, args.study, args.trial, args.out, data=args.data)
     if args.json:
         print_json(card)
     else:

@@ -12,7 +12,9 @@ from nas.errors import StudyError
 from nas.export import check_parity, preprocessing, to_onnx
 from nas.report.model_card import write_model_card
 from nas.search.result import TrialResult
+from nas.data import Dataset
 from nas.search.trial import load_model
+from nas.tasks import Task, get_task
 
 
 def trial_dir(results: Path, study: str, trial: int) -> Path:
@@ -37,7 +39,20 @@ def load_result(folder: Path, study: str, trial: int) -> TrialResult:
     return TrialResult.model_validate_json((folder / "result.json").read_text())
 
 
-def export_trial(results: Path, study: str, trial: int, out: Path) -> dict[str, Any]:
+def study_dataset(study_dir: Path, data: str | None) -> tuple[Task, Dataset]:
+    """The study's task and data (or `data`, which must be the same data, e.g. moved to another path)."""
+    settings = json.loads((study_dir / "settings.json").read_text())
+    task = get_task(settings["task"])
+    path = data or settings["data"]
+    if not Path(path).exists():
+        raise StudyError(f"the study's data {path} is not on this machine; pass --data with its path here")
+    dataset = task.load_data(path)
+    if dataset.fingerprint != settings["data_fingerprint"]:
+        raise StudyError(f"{path} is not the data study {study_dir.name!r} was trained on (fingerprint differs)")
+    return task, dataset
+
+
+def export_trial(results: Path, study: str, trial: int, out: Path, *, data: str | None = None) -> dict[str, Any]:
     """Rebuild the trial's model from its spec and weights, export and verify ONNX, write the model card."""
     folder = trial_dir(results, study, trial)
     result = load_result(folder, study, trial)
@@ -48,11 +63,12 @@ def export_trial(results: Path, study: str, trial: int, out: Path) -> dict[str, 
         raise StudyError(f"trial {trial}'s weights were not kept (only front members and baselines keep theirs; "
                          f"run the search with --keep-artifacts all to keep every trial's); front: {kept}")
     spec = result.spec
+    task, dataset = study_dataset(Path(results) / study, data)
     model = load_model(spec, weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = to_onnx(model, spec.input_shape, out / "model.onnx")
-    diff = check_parity(model, onnx_path, spec.input_shape)
+    diff = check_parity(model, onnx_path, task.sample_inputs(spec, dataset))
     (out / "spec.json").write_text(spec.to_json())
     shutil.copyfile(weights, out / "model.pt")
     study_dir = Path(results) / study
@@ -66,16 +82,8 @@ def export_trial(results: Path, study: str, trial: int, out: Path) -> dict[str, 
         "metrics": {"val": result.metrics["val"], **({"test": json.loads(test_path.read_text())} if test_path.exists() else {})},
         "target_sensitivity": settings["target_sensitivity"], "threshold": result.metrics["val"]["threshold"],
         "latency": latency, "preprocessing": preprocessing(spec.input_size, spec.in_channels),
-        "data": _data_description(study_dir), "parity_max_abs_diff": diff,
+        "data": dataset.describe(), "parity_max_abs_diff": diff,
         "files": ["model.onnx", "model.pt", "spec.json", "model_card.md", "model_card.json"],
     }
     write_model_card(out, card)
     return card
-
-
-def _data_description(study_dir: Path) -> dict[str, Any]:
-    pareto = study_dir / "pareto.json"
-    if pareto.exists():
-        return json.loads(pareto.read_text())["data"]
-    settings = json.loads((study_dir / "settings.json").read_text())
-    return {"path": settings["data"], "format": "", "classes": [], "positive_class": "positive"}

@@ -76,7 +76,7 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     started = time.monotonic()
     save_weights(model, out / "model.pt")
     onnx_path = to_onnx(model, spec.input_shape, out / "model.onnx")
-    check_parity(model, onnx_path, spec.input_shape)
+    check_parity(model, onnx_path, ctx.task.sample_inputs(spec, ctx.dataset))
     val = ctx.task.evaluate(onnx_path, spec, ctx.dataset, "val", threshold=None,
                             target_sensitivity=ctx.target_sensitivity)
     seconds["evaluate"] = time.monotonic() - started

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from nas._registry import Registry
@@ -26,6 +27,10 @@ class Task(ABC):
     @abstractmethod
     def train(self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None) -> dict[str, Any]:
         """Train `model` in place on the training split; returns a small log (losses, seconds)."""
+
+    @abstractmethod
+    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int = 16) -> torch.Tensor:
+        """A few pre-processed validation inputs, e.g. to check an exported model against PyTorch."""
 
     @abstractmethod
     def evaluate(
