@@ -171,6 +171,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     bar = tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{study.study_name}", unit="trial",
                file=sys.stderr, disable=not config.progress, dynamic_ncols=True)
     best_auc = _best(study, "auc", objectives)
+    spent = 0
     try:
         with sigterm_as_interrupt():
             while done < config.trials:
@@ -213,14 +214,20 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                     study.tell(trial, values)
                     val = result.metrics["val"]
                     best_auc = max(best_auc or 0.0, val["auc"])
-                    tqdm.write(
-                        f"trial {trial.number}: AUC {val['auc']:.4f}, sens {val['sensitivity']:.3f} / spec "
-                        f"{val['specificity']:.3f}, {result.measurement.short()}, "
-                        f"train {result.seconds.get('train', 0):.0f} s  {result.spec.summary()}",
-                        file=sys.stderr,
-                    )
+                    tqdm.write(f"trial {trial.number}: AUC {val['auc']:.4f}, sens {val['sensitivity']:.3f} / spec "
+                               f"{val['specificity']:.3f}, {result.measurement.short()}, train "
+                               f"{result.seconds.get('train', 0):.0f} s  {result.spec.summary()}", file=sys.stderr)
+                done_before = done
                 done = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
                 bar.update(min(done, config.trials) - bar.n)
+                if not bar.disable:
+                    continue
+                spent += done - done_before  # without a terminal, the bar's figures go into the log instead
+                elapsed = time.monotonic() - started
+                left = elapsed / spent * (config.trials - done) if spent else float("nan")
+                tqdm.write(f"  [{min(done, config.trials)}/{config.trials} trials, {_clock(elapsed)} elapsed, "
+                           f"~{_clock(left)} left" + (f", best AUC {best_auc:.4f}]" if best_auc else "]"),
+                           file=sys.stderr)
     finally:
         bar.close()
     return run
@@ -241,6 +248,13 @@ def constraint_values(config: SearchConfig, result: TrialResult) -> dict[str, fl
     if config.min_sensitivity is not None:
         values["min_sensitivity"] = config.min_sensitivity - result.metrics["val"]["sensitivity"]
     return values
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # NaN: nothing to extrapolate from yet
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
 
 
 def _best(study: optuna.Study, name: str, objectives: list) -> float | None:
