@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -12,17 +13,19 @@ from nas import __version__
 from nas.errors import NasError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from nas.cli import export, profiles, search, spaces
+# One module per verb under nas/cli/, each with register(subparsers); listed here in `nas --help` order.
+VERBS = ("search", "export", "spaces", "profiles")
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search for medical imaging."
     )
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (or set NAS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for verb in (search, export, spaces, profiles):
-        verb.register(sub)
+    for name in VERBS:
+        importlib.import_module(f"nas.cli.{name}").register(sub)
     return parser
 
 
