@@ -34,3 +34,43 @@ def run_nas(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([sys.executable, "-m", "nas.cli.main", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throw-away PostgreSQL cluster on a loopback port, started for the tests and stopped after them.
+
+    Needs the server binaries (Debian's `postgresql`, which .ci/run installs). initdb refuses to run as root,
+    so as root the cluster runs as the `postgres` system user that the package creates.
+    """
+    import shutil
+    import socket
+    import tempfile
+
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server not installed (apt-get install postgresql; .ci/run does this)")
+    data = Path(tempfile.mkdtemp(prefix="nas-pg-"))  # not under pytest's root-only tmp, which postgres can't enter
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres")
+        data.chmod(0o700)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+    run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "nas")
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-w", "start",
+        "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200")
+    try:
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "nas", "nas")
+        yield f"postgresql://nas@127.0.0.1:{port}/nas"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)

@@ -11,7 +11,9 @@ from nas.report import front_table, write_report
 from nas.search.final import finalize
 from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
 from nas.search.runner import SearchConfig, prepare, run_search
-from nas.search.study import SAMPLERS
+from nas.errors import ConfigError
+from nas.search.study import GRACE_PERIOD_S, SAMPLERS, storage_url
+from nas.search.workers import run_local_workers
 
 EPILOG = """examples:
   nas search --task xray --hardware cpu --trials 20
@@ -50,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed")
     p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",
                    help="keep weights/ONNX of front members and baselines only (default) or of every trial")
+    p.add_argument("--workers", type=int, default=1, help="run K local worker processes on the study (default 1)")
+    p.add_argument("--grace-period", type=float, default=GRACE_PERIOD_S,
+                   help="seconds without a heartbeat before a running trial is failed and retried (default 60)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_json_option(p)
     p.set_defaults(func=run)
@@ -64,11 +69,21 @@ def run(args: argparse.Namespace) -> int:
         min_sensitivity=args.min_sensitivity, target_sensitivity=args.target_sensitivity, data=args.data,
         positive_class=args.positive_class, baselines=args.baselines, trial_timeout=args.trial_timeout,
         keep_artifacts=args.keep_artifacts, progress=args.progress and sys.stderr.isatty(),
+        grace_period=args.grace_period,
     )
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     run_ = prepare(config)
-    err(f"study {run_.study.study_name!r} ({'new' if run_.created else 'resumed'}), "
-        f"storage {run_.context.results_dir / 'study.db' if not args.storage else args.storage}")
-    run_search(config, run_)
+    name = run_.study.study_name
+    storage = storage_url(args.storage, Path(args.results), name)
+    err(f"study {name!r} ({'new' if run_.created else 'resumed'}), storage {storage}")
+    if args.workers == 1:
+        run_search(config, run_)
+    else:
+        codes = run_local_workers(config, storage, name, args.workers)
+        run_.interrupted = any(code == 130 for code in codes)
+        if any(code not in (0, 130) for code in codes):
+            err(f"worker exit codes: {codes}")
     if run_.interrupted:
         err(f"interrupted: completed trials are kept in study {run_.study.study_name!r}; run the same command "
             "again to resume")

@@ -114,7 +114,7 @@ def score_on_test(run: SearchRun, result: TrialResult) -> dict[str, float]:
 
 def prune_artifacts(results_dir: Path, keep: set[int]) -> None:
     """Weights and ONNX files are kept for front members and baselines only (settled point 15)."""
-    for trial_dir in (results_dir / "trials").iterdir():
+    for trial_dir in (results_dir / "trials").glob("*"):
         if trial_dir.name.isdigit() and int(trial_dir.name) not in keep:
             for name in ARTIFACTS:
                 (trial_dir / name).unlink(missing_ok=True)

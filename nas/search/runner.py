@@ -20,13 +20,13 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from nas._io import file_digest, write_json
-from nas.errors import ConfigError
+from nas.errors import ConfigError, StudyError
 from nas.hardware import load_profile
 from nas.hardware.onnxruntime_cpu import available_threads
 from nas.search.objectives import DEFAULT_OBJECTIVES, resolve_objectives
 from nas.search.study import (
-    ENVIRONMENT_ATTR, StudySettings, count_trials, counts_toward_budget, create_or_resume, default_study_name, make_sampler,
-    open_storage, storage_url,
+    ENVIRONMENT_ATTR, GRACE_PERIOD_S, RUN_ATTR, StudySettings, budget_state, count_trials, create_or_resume,
+    default_study_name, fail_orphans, load_existing, make_sampler, open_storage, storage_url,
 )
 from nas.search.result import TrialResult
 from nas.search.trial import Infeasible, TrialContext, record_failure, run_trial
@@ -45,6 +45,7 @@ class SearchConfig:
     results: Path = Path("results")
     storage: str | None = None
     trials: int = 20
+    """The study's total of spent trials (baselines included); a worker's own cap is `max_new_trials`."""
     timeout: float | None = None
     epochs: int | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
@@ -60,6 +61,17 @@ class SearchConfig:
     trial_timeout: float | None = None
     keep_artifacts: Literal["front", "all"] = "front"
     progress: bool = True
+    grace_period: float = GRACE_PERIOD_S
+    """Seconds without a heartbeat after which a running trial is taken for dead, failed and retried once."""
+    worker: int | None = None
+    """Set in a worker process: it joins a running study, so it never takes RUNNING trials for orphans."""
+    max_new_trials: int | None = None
+
+
+# What a worker needs to run the study's trials as its creator would, beyond the strict settings.
+RUN_FIELDS = ("task", "hardware", "space", "trials", "epochs", "objectives", "sampler", "population", "seed",
+              "max_latency_ms", "min_sensitivity", "target_sensitivity", "data", "positive_class", "trial_timeout",
+              "keep_artifacts")
 
 
 @dataclass
@@ -105,11 +117,17 @@ def prepare(config: SearchConfig) -> SearchRun:
         target_sensitivity=config.target_sensitivity, data=str(dataset.path),
         data_fingerprint=dataset.fingerprint, seed=config.seed,
     )
-    storage = open_storage(storage_url(config.storage, Path(config.results), name))
-    # Seeded by the history's length, so a resumed (or a second) process does not replay the same draws.
-    sampler = make_sampler(config.sampler, seed=config.seed + count_trials(storage, name),
-                           population=config.population)
+    storage = open_storage(storage_url(config.storage, Path(config.results), name), grace_period=config.grace_period)
+    # Seeded by the history's length and the worker, so a resumed or parallel process does not replay the draws.
+    seed = config.seed + count_trials(storage, name) + 7919 * (config.worker or 0)
+    sampler = make_sampler(config.sampler, seed=seed, population=config.population)
     study, created = create_or_resume(name, storage, settings, sampler)
+    if config.worker is None:
+        study.set_user_attr(RUN_ATTR, {k: getattr(config, k) for k in RUN_FIELDS} | portable_refs(config))
+        if config.storage is None:  # the default local SQLite file has one owner: running trials are orphans
+            orphans = fail_orphans(study)
+            if orphans:
+                log.warning("trial(s) %s were left running by a process that is gone: failed, retried once", orphans)
     if created and config.baselines:
         for baseline in space.baselines:
             study.enqueue_trial(baseline_params(space, baseline), user_attrs={"baseline": baseline.name})
@@ -124,16 +142,40 @@ def prepare(config: SearchConfig) -> SearchRun:
     return SearchRun(study=study, context=context, settings=settings, created=created)
 
 
+def portable_refs(config: SearchConfig) -> dict[str, str | None]:
+    """Names stay names (each machine resolves them, and the study checks the content digest); paths become
+    absolute, for workers started in another folder (or on a shared filesystem)."""
+    def ref(value: str | None) -> str | None:
+        return str(Path(value).resolve()) if value and Path(value).exists() else value
+
+    return {"space": ref(config.space), "hardware": ref(config.hardware), "data": ref(config.data)}
+
+
+def config_from_study(study: str, storage: str, *, results: Path, worker: int, **overrides: object) -> SearchConfig:
+    """A worker's configuration, read from the study it joins (so it needs only --study and --storage)."""
+    existing = load_existing(study, open_storage(storage))
+    run = existing.user_attrs.get(RUN_ATTR)
+    if run is None:
+        raise StudyError(f"study {study!r} was not created by `nas search`; start it with nas search first")
+    run = {**run, "objectives": tuple(run["objectives"])}
+    return SearchConfig(**run, study=study, storage=storage, results=results, worker=worker, baselines=False,
+                        **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
 @contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Record the running trial's heartbeat, so other processes can fail it if this one is killed."""
     storage = study._storage
+    interval = heartbeat_interval(study)
+    if interval is None:  # the journal storage has no heartbeats
+        yield
+        return
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.is_set():
             storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-            stop.wait(storage.get_heartbeat_interval() or 10)  # type: ignore[attr-defined]
+            stop.wait(interval)
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -161,27 +203,45 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
-    """Run trials until the study holds `config.trials` spent trials or `config.timeout` passes."""
+    """Run trials until the study holds `config.trials` spent trials, or this process's own cap or timeout.
+
+    Several processes may run this on one study: each counts what is spent and what the others are running,
+    waits while running trials could still fill the budget, and a trial asked beyond the budget is given back.
+    """
     run = run or prepare(config)
     study, ctx = run.study, run.context
     objectives = resolve_objectives(config.objectives)
     torch.set_num_threads(available_threads())
     started = time.monotonic()
-    done = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+    done, _ = budget_state(study)
     bar = tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{study.study_name}", unit="trial",
                file=sys.stderr, disable=not config.progress, dynamic_ncols=True)
     best_auc = _best(study, "auc", objectives)
     spent = 0
     try:
         with sigterm_as_interrupt():
-            while done < config.trials:
+            while True:
                 if config.timeout is not None and time.monotonic() - started > config.timeout:
                     tqdm.write(f"timeout: {config.timeout:.0f} s passed, no new trial started", file=sys.stderr)
                     break
+                if config.max_new_trials is not None and len(run.new_trials) >= config.max_new_trials:
+                    break
                 fail_stale_trials(study)
+                done, running = budget_state(study)
+                if done >= config.trials:
+                    break
+                if done + running >= config.trials:  # others' trials may fill it; if one dies it is retried
+                    time.sleep(_poll_seconds(study))
+                    continue
                 with warnings.catch_warnings():  # heartbeats are wired by hand below (settled point 17)
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
+                done, running_before = budget_state(study, before=trial.number)
+                if done + running_before >= config.trials:  # another process took the last slot first
+                    trial.set_user_attr("failure", "not run: the study's budget was reached by other processes")
+                    trial.set_user_attr("failure_kind", "surplus")
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
                 run.new_trials.append(trial.number)
                 label = trial.user_attrs.get("baseline", "")
                 bar.set_postfix_str(f"trial {trial.number} {label}".strip() + (f", best AUC {best_auc:.4f}" if best_auc else ""))
@@ -218,7 +278,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                                f"{val['specificity']:.3f}, {result.measurement.short()}, train "
                                f"{result.seconds.get('train', 0):.0f} s  {result.spec.summary()}", file=sys.stderr)
                 done_before = done
-                done = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+                done, _ = budget_state(study)
                 bar.update(min(done, config.trials) - bar.n)
                 if not bar.disable:
                     continue
@@ -231,6 +291,17 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     finally:
         bar.close()
     return run
+
+
+def heartbeat_interval(study: optuna.Study) -> float | None:
+    """Seconds between heartbeats, or None when the storage keeps none (the study wraps its storage in a cache,
+    which forwards the heartbeat calls, so ask the wrapper rather than test its type)."""
+    get = getattr(study._storage, "get_heartbeat_interval", None)
+    return get() if get is not None else None
+
+
+def _poll_seconds(study: optuna.Study) -> float:
+    return float(heartbeat_interval(study) or 5)
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

@@ -18,6 +18,7 @@ from nas.hardware import cpu_name
 from nas.hardware.onnxruntime_cpu import available_threads
 
 SETTINGS_ATTR = "nas_settings"
+RUN_ATTR = "nas_run"
 ENVIRONMENT_ATTR = "nas_environment"
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 60
@@ -71,17 +72,31 @@ def storage_url(storage: str | None, results_dir: Path, study: str) -> str:
     return f"sqlite:///{path / 'study.db'}"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage with heartbeats, so a killed process's trial is found and failed later."""
+def open_storage(url: str, *, grace_period: float = GRACE_PERIOD_S) -> optuna.storages.BaseStorage:
+    """An Optuna storage for `url`.
+
+    RDB URLs (sqlite, postgresql, mysql, ...) get heartbeats: a trial whose process died is failed once its
+    heartbeat is `grace_period` seconds old, and retried once with the same parameters. `journal:PATH` is Optuna's
+    journal file, for several processes on one machine without a database (no heartbeats: a killed process's
+    trial stays RUNNING).
+    """
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     if not re.match(r"^[a-z0-9+]+://", url):
-        raise ConfigError(f"--storage {url!r} is not a database URL (e.g. sqlite:///results/s/study.db or "
-                          "postgresql://user@host/db)")
+        raise ConfigError(f"--storage {url!r} is not a database URL (e.g. sqlite:///results/s/study.db, "
+                          "postgresql://user@host/db or journal:results/s/journal.log)")
+    # psycopg (3) is the PostgreSQL driver nas installs; SQLAlchemy's plain postgresql:// means psycopg2.
+    url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    interval = max(1, int(grace_period // 6))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S
+                url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=int(grace_period),
+                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
             )
     except Exception as exc:  # SQLAlchemy raises many types for a bad or unreachable URL
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -151,3 +166,27 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and trial.user_attrs.get("failure_kind") == "error"
+
+
+def fail_orphans(study: optuna.Study) -> list[int]:
+    """Fail every RUNNING trial now, and retry each once, as a heartbeat timeout would.
+
+    Only for a study that one process owns (the default local SQLite file): a trial still RUNNING when that
+    process starts was left by a process that is gone (killed, or the machine restarted).
+    """
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    retry = optuna.storages.RetryFailedTrialCallback(max_retry=1)
+    for trial in orphans:
+        study._storage.set_trial_user_attr(trial._trial_id, "failure", "found running when the study resumed; "
+                                           "the process that ran it is gone")
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        retry(study, study._storage.get_trial(trial._trial_id))
+    return [t.number for t in orphans]
+
+
+def budget_state(study: optuna.Study, before: int | None = None) -> tuple[int, int]:
+    """(spent, running) trials; with `before`, only RUNNING trials numbered below it count as running."""
+    trials = study.get_trials(deepcopy=False)
+    spent = sum(counts_toward_budget(t) for t in trials)
+    running = sum(t.state == TrialState.RUNNING and (before is None or t.number < before) for t in trials)
+    return spent, running

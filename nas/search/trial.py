@@ -58,6 +58,7 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
 
     # Phase 1: latency depends only on shapes, so it is measured on the untrained model first.
     started = time.monotonic()
+    torch.manual_seed(ctx.seed + trial.number)  # initial weights are part of what --seed fixes
     model = create_model(spec)
     params, macs = count_params(model), count_macs(model, spec.input_shape)
     shape_onnx = to_onnx(model, spec.input_shape, out / "shape.onnx")

@@ -35,7 +35,10 @@ def wait_for_completed(cwd: Path, count: int, proc: subprocess.Popen, timeout: f
 
 
 def completed(cwd: Path) -> dict[int, tuple]:
-    study = optuna.load_study(study_name="r", storage=f"sqlite:///{cwd / 'results' / 'r' / 'study.db'}")
+    try:
+        study = optuna.load_study(study_name="r", storage=f"sqlite:///{cwd / 'results' / 'r' / 'study.db'}")
+    except KeyError:  # the file exists a moment before the study in it
+        return {}
     return {t.number: (tuple(t.values), t.params) for t in study.trials if t.state.name == "COMPLETE"}
 
 
