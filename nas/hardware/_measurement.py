@@ -42,6 +42,13 @@ class Measurement(BaseModel):
     method: Method
     load_avg: float
     """1-minute load average when timing began: a busy machine shows here."""
+    attempts: int = 1
+    """Timed runs made; more than one when earlier ones were disturbed (see `stable`)."""
+
+    @property
+    def stable(self) -> bool:
+        """Undisturbed: the 95th percentile within twice the median."""
+        return self.p95_ms <= 2 * self.p50_ms
 
     def short(self) -> str:
         return f"p50 {self.p50_ms:.3f} ms, p95 {self.p95_ms:.3f} ms ({self.backend}, {self.precision}, b{self.batch})"

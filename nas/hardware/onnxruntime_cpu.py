@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tempfile
 from contextlib import contextmanager
 from collections.abc import Iterator
@@ -22,6 +23,9 @@ from nas.hardware._profile import HardwareProfile
 from nas.spec import Precision
 
 CPU_PRECISIONS = ("fp32", "int8")
+# A run whose tail is far from its median was disturbed (another process took the cores); it is timed again, up to
+# this many times, and the quietest attempt is kept, as timeit keeps the best of its repeats.
+MAX_ATTEMPTS = 3
 
 
 @contextmanager
@@ -57,11 +61,23 @@ class OnnxRuntimeCPU(LatencyBackend):
             "protocol": profile.protocol.model_dump(),
         }
         device = cpu_name()
+        attempts: list[Measurement] = []
         with device_lock(device):
-            proc = subprocess.run(
-                [sys.executable, "-m", "nas.hardware._ort_timer"], input=json.dumps(request),
-                capture_output=True, text=True, check=False,
-            )
+            while True:
+                attempts.append(self._time_once(onnx_path, request, device, precision, profile, threads))
+                if attempts[-1].stable or len(attempts) == MAX_ATTEMPTS:
+                    break
+                time.sleep(1.0)  # let whatever disturbed the run pass
+        quietest = min(attempts, key=lambda m: m.p95_ms / m.p50_ms)
+        return quietest.model_copy(update={"attempts": len(attempts)})
+
+    def _time_once(self, onnx_path: Path, request: dict, device: str, precision: Precision,
+                   profile: HardwareProfile, threads: int) -> Measurement:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nas.hardware._ort_timer"], input=json.dumps(request),
+            capture_output=True, text=True, check=False,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the search, which stops after this timing
+        )
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise TrialError(f"ONNX Runtime could not run {onnx_path}: {last}")

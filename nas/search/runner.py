@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
@@ -19,7 +18,9 @@ import torch
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from nas import interrupt
 from nas._io import file_digest, write_json
+from nas.interrupt import graceful_stop
 from nas.errors import ConfigError, StudyError
 from nas.hardware import load_profile
 from nas.hardware.onnxruntime_cpu import available_threads
@@ -84,10 +85,6 @@ class SearchRun:
     created: bool
     interrupted: bool = False
     new_trials: list[int] = field(default_factory=list)
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, turned into the same clean stop as Ctrl-C."""
 
 
 def prepare(config: SearchConfig) -> SearchRun:
@@ -186,22 +183,6 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         thread.join()
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted("terminated")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     """Run trials until the study holds `config.trials` spent trials, or this process's own cap or timeout.
 
@@ -219,8 +200,11 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     best_auc = _best(study, "auc", objectives)
     spent = 0
     try:
-        with sigterm_as_interrupt():
+        with graceful_stop():
             while True:
+                if interrupt.STOP.is_set():
+                    run.interrupted = True
+                    break
                 if config.timeout is not None and time.monotonic() - started > config.timeout:
                     tqdm.write(f"timeout: {config.timeout:.0f} s passed, no new trial started", file=sys.stderr)
                     break

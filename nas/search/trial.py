@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from nas import interrupt
 from nas._io import atomic_write_bytes, write_json
 from nas.data import Dataset
 from nas.export import check_parity, to_onnx
@@ -69,11 +70,13 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     trial.set_user_attr("measurement", measurement.model_dump())
     if spec.baseline is None:  # baselines are the yardstick: always trained, even when over budget
         check_budgets(ctx, measurement)
+    interrupt.check()
 
     # Phase 2: train, export the deployed artifact, score it on the validation split.
     started = time.monotonic()
     train_log = ctx.task.train(model, spec, ctx.dataset, seed=ctx.seed + trial.number, deadline=deadline)
     seconds["train"] = time.monotonic() - started
+    interrupt.check()
     started = time.monotonic()
     save_weights(model, out / "model.pt")
     onnx_path = to_onnx(model, spec.input_shape, out / "model.onnx")

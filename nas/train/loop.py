@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas import interrupt
 from nas.errors import TrialError
 from nas.spec import TrainingSpec
 
@@ -76,6 +77,7 @@ def train_classifier(
             optimizer.step()
             schedule.step()
             running += loss.item() * len(index)
+            interrupt.check()
             if deadline is not None and time.monotonic() > deadline:
                 raise TrialError(f"trial timeout reached during epoch {epoch + 1} of {recipe.epochs}")
         log.epoch_losses.append(running / len(labels))

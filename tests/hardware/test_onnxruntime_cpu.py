@@ -118,3 +118,16 @@ def test_device_lock_serialises(tmp_path, monkeypatch):
     assert list(tmp_path.glob("nas-measure-*.lock"))
     (_, first_end), (second_start, _) = sorted(spans)
     assert second_start >= first_end
+
+
+def test_disturbed_runs_are_recognised():
+    """A tail far above the median marks a run the backend times again (up to MAX_ATTEMPTS)."""
+    from nas.hardware import Measurement
+
+    base = dict(p50_ms=1.0, p99_ms=9.0, mean_ms=1.2, cv=0.3, runs=100, seconds=1.0, throughput_ips=None,
+                throughput_batch=None, peak_memory_mb=1.0, model_bytes=1, backend="onnxruntime",
+                runtime_version="onnxruntime x", device="cpu", precision="fp32", batch=1, threads=2,
+                method="measured", load_avg=0.0)
+    assert Measurement(p95_ms=1.9, **base).stable
+    assert not Measurement(p95_ms=4.4, **base).stable
+    assert Measurement(p95_ms=1.9, **base).attempts == 1
