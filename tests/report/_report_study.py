@@ -1,0 +1,26 @@
+"""One tiny real search shared by every test in tests/report/ (the search is the slow part, about a minute)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import QUICK_PROFILE, run_nas
+
+SEARCH = ("search", "--space", "xray-tiny", "--hardware", str(QUICK_PROFILE), "--epochs", "1", "--trials", "3",
+          "--study", "b")
+_done: dict[str, Path] = {}
+
+
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder holding results/b/ after `nas search ... --trials 3 --study b`; run once per test session.
+
+    Tests that change the study work on a copy, so the report the search wrote stays as it wrote it.
+    """
+    if "cwd" not in _done:
+        cwd = tmp_path_factory.mktemp("report-study")
+        proc = run_nas(*SEARCH, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr
+        _done["cwd"] = cwd
+    return _done["cwd"]
