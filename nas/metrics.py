@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["roc_auc", "threshold_for_sensitivity", "binary_metrics"]
+__all__ = ["roc_auc", "threshold_for_sensitivity", "binary_metrics", "bootstrap_ci"]
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -48,3 +48,25 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
         "specificity": tn / max(1, int((~labels).sum())),
         "threshold": float(threshold),
     }
+
+
+def bootstrap_ci(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, *, resamples: int = 1000, level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of `binary_metrics` (cases resampled with replacement; resamples that
+    lose a class are skipped). Seeded, so a model card is reproducible."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {"auc": [], "accuracy": [], "sensitivity": [], "specificity": []}
+    for _ in range(resamples):
+        index = rng.integers(0, labels.size, labels.size)
+        sample = labels[index]
+        if sample.all() or not sample.any():
+            continue
+        for key, value in binary_metrics(sample, scores[index], threshold).items():
+            if key in draws:
+                draws[key].append(value)
+    tail = (1 - level) / 2 * 100
+    return {key: [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] for key, v in draws.items()}

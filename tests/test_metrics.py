@@ -92,3 +92,18 @@ def test_binary_metrics_at_threshold_for_sensitivity():
 def test_threshold_target_outside_unit_interval(target):
     with pytest.raises(ValueError, match="target sensitivity must be in"):
         threshold_for_sensitivity(np.array([0, 1, 1]), np.array([0.1, 0.5, 0.9]), target)
+
+
+def test_bootstrap_interval_on_fixed_cases():
+    from nas.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 200 + [1] * 200)
+    perfect = bootstrap_ci(labels, labels.astype(float), 0.5, resamples=200)
+    assert perfect["auc"] == [1.0, 1.0] and perfect["sensitivity"] == [1.0, 1.0]
+    noise = rng.random(400)
+    ci = bootstrap_ci(labels, noise, 0.5, resamples=500)
+    assert ci["auc"][0] < 0.5 < ci["auc"][1]  # chance-level scores: the interval holds 0.5
+    small = bootstrap_ci(labels[::8], noise[::8], 0.5, resamples=500)
+    assert small["auc"][1] - small["auc"][0] > ci["auc"][1] - ci["auc"][0]  # fewer cases, wider interval
+    assert bootstrap_ci(labels, noise, 0.5, resamples=100) == bootstrap_ci(labels, noise, 0.5, resamples=100)

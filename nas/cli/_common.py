@@ -10,7 +10,8 @@ from typing import Any
 
 
 def add_study_options(parser: argparse.ArgumentParser, *, study_required: bool, storage: bool = True) -> None:
-    parser.add_argument("--study", required=study_required, help="study name (default: <task>-<hardware>)")
+    parser.add_argument("--study", required=study_required,
+                        help="study name" if study_required else "study name (default: <task>-<hardware>)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
     if storage:
         parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<results>/<study>/study.db)")

@@ -6,25 +6,31 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_json_option, add_study_options, err, print_json
-from nas.report.package import export_trial
+from nas.report.package import EXPORT_FORMATS, INT8_MAX_AUC_DROP, export_trial
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="export a trial's model", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Export one trial as a deployable folder, checking the ONNX output against PyTorch.",
-        epilog="example:\n  nas export --study xray-cpu --trial 7 --out shipped/xray-7",
+        epilog="examples:\n  nas export --study xray-cpu --trial 7 --out shipped/xray-7\n"
+               "  nas export --study xray-cpu --trial 7 --out shipped/xray-7-int8 --format int8",
     )
     add_study_options(p, study_required=True, storage=False)  # reads the trial's files only
     p.add_argument("--trial", type=int, required=True, help="trial number (see pareto.json or the report)")
     p.add_argument("--out", type=Path, required=True, help="folder to write model.onnx, spec.json, model card")
     p.add_argument("--data", help="the study's data, when it sits at another path on this machine")
+    p.add_argument("--format", dest="fmt", default="onnx", choices=EXPORT_FORMATS,
+                   help="onnx (fp32), int8 (ONNX Runtime static QDQ, calibrated on training images), tensorrt")
+    p.add_argument("--max-auc-drop", type=float, default=INT8_MAX_AUC_DROP,
+                   help="fail when the deployed file loses more validation AUC than this (default %(default)s)")
     add_json_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    card = export_trial(args.results, args.study, args.trial, args.out, data=args.data)
+    card = export_trial(args.results, args.study, args.trial, args.out, data=args.data, fmt=args.fmt,
+                        max_auc_drop=args.max_auc_drop)
     if args.json:
         print_json(card)
     else:

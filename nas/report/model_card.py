@@ -8,51 +8,61 @@ from typing import Any
 from nas._io import atomic_write_text, write_json
 
 
+def _row(name: str, m: dict[str, float], ci: dict[str, list[float]] | None = None) -> str:
+    def cell(key: str) -> str:
+        return f"{m[key]:.4f}" + (f" ({ci[key][0]:.3f}-{ci[key][1]:.3f})" if ci else "")
+
+    return f"| {name} | {cell('auc')} | {cell('accuracy')} | {cell('sensitivity')} | {cell('specificity')} |"
+
+
 def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
     json_path = write_json(out / "model_card.json", card)
-    val, test, lat = card["metrics"]["val"], card["metrics"].get("test"), card["latency"]
-    pre = card["preprocessing"]
+    metrics, lat, io, data = card["metrics"], card["latency"], card["preprocessing"], card["data"]
+    sizes = ", ".join(f"{k} {v:,}" for k, v in data["split_sizes"].items())
     lines = [
-        f"# Model card: {card['study']} trial {card['trial']}",
+        f"# Model card: {card['study']} trial {card['trial']} ({card['format']})",
         "",
         f"**Model**: `{card['summary']}`  ",
-        f"**Task**: {card['task']} (positive class: {card['data']['positive_class']})  ",
+        f"**Deployed file**: `{card['deployed_file']}` ({card['compression']['quant']}, for ONNX Runtime)  ",
+        f"**Task**: {card['task']}, positive class **{data['positive_class']}**  ",
         f"**Parameters**: {card['params']:,} · **MACs**: {card['macs'] / 1e6:.1f} M",
         "",
         "## Data",
-        f"- Source: `{card['data']['path']}` ({card['data']['format']}), classes {', '.join(card['data']['classes'])}",
-        "- The search chose this model on the validation split; the test split was used once, for this report.",
+        f"- `{data['path']}` ({data['format']}), classes {', '.join(data['classes'])}; splits: {sizes}.",
+        "- The search chose this model on the validation split. The test split was used once, to write this card.",
         "",
-        "## Operating point",
-        f"- Threshold **{val['threshold']:.4f}** on the positive-class score, chosen on validation to reach "
+        "## Operating point and accuracy (of the deployed file)",
+        f"- Threshold **{card['threshold']:.4f}** on the positive-class score, chosen on validation to reach "
         f"sensitivity {card['target_sensitivity']}.",
+        "- Test figures in brackets are 95% bootstrap intervals (1,000 resamples of the test cases).",
         "",
         "| split | AUC | accuracy | sensitivity | specificity |",
         "|---|---|---|---|---|",
-        f"| validation | {val['auc']:.4f} | {val['accuracy']:.4f} | {val['sensitivity']:.4f} | {val['specificity']:.4f} |",
+        _row("validation", metrics["val"]),
+        _row("test", metrics["test"], metrics["test_ci95"]),
     ]
-    if test:
-        lines.append(f"| test | {test['auc']:.4f} | {test['accuracy']:.4f} | {test['sensitivity']:.4f} | "
-                     f"{test['specificity']:.4f} |")
-    else:
-        lines.append("| test | not computed (only front members and baselines are scored on test) | | | |")
+    if card["compression"]["quant"] != "fp32":
+        lines.append(_row("validation, float model (as searched)", metrics["val_recorded_fp32"]))
     lines += [
         "",
         "## Latency",
         f"- p50 {lat['p50_ms']:.3f} ms, p95 {lat['p95_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms at batch "
-        f"{lat['batch']} ({lat['method']})",
-        f"- {lat['backend']} ({lat['runtime_version']}), {lat['precision']}, {lat['threads']} threads, on {lat['device']}",
+        f"{lat['batch']} ({lat['method']}, {lat['precision']})",
+        f"- {lat['backend']} ({lat['runtime_version']}), {lat['threads']} threads, on {lat['device']}",
         "",
-        "## Input",
-        f"- `{pre['input_name']}`: {pre['dtype']} {pre['input_shape']} ({pre['layout']}, {pre['channels']})",
-        f"- Resize {pre['resize']}; normalise {pre['normalise']}",
-        f"- Output `{pre['output_name']}`: {pre['output']}",
-        f"- ONNX checked against PyTorch: max difference {card['parity_max_abs_diff']:.2e}",
+        "## Input and output (also in `io.json`, for a deployment to check)",
+        f"- `{io['input_name']}`: {io['dtype']} {io['input_shape']} ({io['layout']}, {io['channels']})",
+        f"- Resize {io['resize']}; normalise {io['normalise']}",
+        f"- Output `{io['output_name']}`: {io['output']}; {io['decision']}",
+        f"- The float ONNX was checked against PyTorch on validation images: max difference "
+        f"{card['parity_max_abs_diff']:.2e}",
         "",
         "## Intended use and limits",
-        "- A research model that ranks images for review; it is not a diagnosis. Validate it on the clinic's own "
-        "images and scanners before any use, and keep a radiologist in the loop.",
-        f"- Trained on {card['data']['path']}; performance on other populations, devices and resolutions is unknown.",
+        "- A research model that ranks images for review. It does not make a diagnosis. Validate it on the "
+        "clinic's own images and scanners before any use, and keep a radiologist in the loop.",
+        f"- Trained on `{data['path']}`. Performance on other populations, devices and resolutions is unknown.",
+        "- The threshold holds the target sensitivity on validation. On new data, check sensitivity before relying "
+        "on it.",
     ]
     md_path = atomic_write_text(out / "model_card.md", "\n".join(lines) + "\n")
     return md_path, json_path

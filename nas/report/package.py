@@ -8,13 +8,20 @@ from pathlib import Path
 from typing import Any
 
 from nas._io import write_json
-from nas.errors import StudyError
+from nas.compress import quantize_int8
+from nas.compress.quantize import CALIBRATION_IMAGES
+from nas.errors import ConfigError, NasError, StudyError, unknown_name
 from nas.export import check_parity, preprocessing, to_onnx
+from nas.hardware import load_profile, measure
+from nas.metrics import binary_metrics, bootstrap_ci, threshold_for_sensitivity
 from nas.report.model_card import write_model_card
 from nas.search.result import TrialResult
 from nas.data import Dataset
 from nas.search.trial import load_model
 from nas.tasks import Task, get_task
+
+EXPORT_FORMATS = ("onnx", "int8", "tensorrt")
+INT8_MAX_AUC_DROP = 0.01
 
 
 def trial_dir(results: Path, study: str, trial: int) -> Path:
@@ -52,8 +59,20 @@ def study_dataset(study_dir: Path, data: str | None) -> tuple[Task, Dataset]:
     return task, dataset
 
 
-def export_trial(results: Path, study: str, trial: int, out: Path, *, data: str | None = None) -> dict[str, Any]:
-    """Rebuild the trial's model from its spec and weights, export and verify ONNX, write the model card."""
+def export_trial(
+    results: Path, study: str, trial: int, out: Path, *, data: str | None = None, fmt: str = "onnx",
+    max_auc_drop: float = INT8_MAX_AUC_DROP,
+) -> dict[str, Any]:
+    """Rebuild the trial's model from its spec and weights and ship it as `fmt`, verified.
+
+    The float ONNX is checked against PyTorch; the deployed artifact (the float ONNX, or its INT8 version) gets
+    its operating threshold on validation, must keep validation AUC within `max_auc_drop` of the recorded one,
+    and is scored once on test with bootstrap intervals for the model card.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(unknown_name("export format", fmt, EXPORT_FORMATS))
+    if fmt == "tensorrt":
+        require_tensorrt()
     folder = trial_dir(results, study, trial)
     result = load_result(folder, study, trial)
     weights = folder / "model.pt"
@@ -62,8 +81,10 @@ def export_trial(results: Path, study: str, trial: int, out: Path, *, data: str 
         kept = [m["trial"] for m in json.loads(pareto.read_text())["members"]] if pareto.exists() else []
         raise StudyError(f"trial {trial}'s weights were not kept (only front members and baselines keep theirs; "
                          f"run the search with --keep-artifacts all to keep every trial's); front: {kept}")
+    study_dir = Path(results) / study
+    settings = json.loads((study_dir / "settings.json").read_text())
     spec = result.spec
-    task, dataset = study_dataset(Path(results) / study, data)
+    task, dataset = study_dataset(study_dir, data)
     model = load_model(spec, weights)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,19 +92,60 @@ def export_trial(results: Path, study: str, trial: int, out: Path, *, data: str 
     diff = check_parity(model, onnx_path, task.sample_inputs(spec, dataset))
     (out / "spec.json").write_text(spec.to_json())
     shutil.copyfile(weights, out / "model.pt")
-    study_dir = Path(results) / study
-    settings = json.loads((study_dir / "settings.json").read_text())
-    test_path = folder / "test_metrics.json"
-    remeasured = folder / "remeasured.json"
-    latency = json.loads(remeasured.read_text()) if remeasured.exists() else result.measurement.model_dump()
+    files = ["model.onnx", "model.pt", "spec.json"]
+
+    deployed, precision = onnx_path, "fp32"
+    if fmt == "int8":
+        calibration = task.sample_inputs(spec, dataset, CALIBRATION_IMAGES, split="train").numpy()
+        deployed, precision = quantize_int8(onnx_path, out / "model.int8.onnx", calibration), "int8"
+        files.append(deployed.name)
+    recorded = result.metrics["val"]
+    val_labels, val_scores = dataset.split("val").labels, task.scores(deployed, spec, dataset, "val")
+    threshold = threshold_for_sensitivity(val_labels, val_scores, settings["target_sensitivity"])
+    val = binary_metrics(val_labels, val_scores, threshold)
+    if recorded["auc"] - val["auc"] > max_auc_drop:
+        raise StudyError(f"the {precision} artifact's validation AUC {val['auc']:.4f} is {recorded['auc'] - val['auc']:.4f} "
+                         f"below the recorded {recorded['auc']:.4f} (allowed: {max_auc_drop}); not shipped as {fmt}")
+    test_labels, test_scores = dataset.split("test").labels, task.scores(deployed, spec, dataset, "test")
+    test = binary_metrics(test_labels, test_scores, threshold)
+
+    latency = _latency(folder, result, study_dir, deployed, precision, spec.input_shape)
+    io = {**preprocessing(spec.input_size, spec.in_channels), "file": deployed.name, "precision": precision,
+          "threshold": threshold, "positive_class": dataset.positive_class,
+          "decision": f"positive ({dataset.positive_class}) when score >= threshold"}
+    write_json(out / "io.json", io)
     card = {
-        "study": study, "trial": trial, "task": settings["task"], "summary": spec.summary(),
-        "spec": spec.model_dump(mode="json"), "params": result.params, "macs": result.macs,
-        "metrics": {"val": result.metrics["val"], **({"test": json.loads(test_path.read_text())} if test_path.exists() else {})},
-        "target_sensitivity": settings["target_sensitivity"], "threshold": result.metrics["val"]["threshold"],
-        "latency": latency, "preprocessing": preprocessing(spec.input_size, spec.in_channels),
-        "data": dataset.describe(), "parity_max_abs_diff": diff,
-        "files": ["model.onnx", "model.pt", "spec.json", "model_card.md", "model_card.json"],
+        "study": study, "trial": trial, "task": settings["task"], "summary": spec.summary(), "format": fmt,
+        "deployed_file": deployed.name, "spec": spec.model_dump(mode="json"), "params": result.params,
+        "macs": result.macs, "compression": {"quant": precision, "prune_ratio": spec.compression.prune_ratio},
+        "metrics": {"val": val, "test": test, "test_ci95": bootstrap_ci(test_labels, test_scores, threshold),
+                    "val_recorded_fp32": recorded},
+        "target_sensitivity": settings["target_sensitivity"], "threshold": threshold,
+        "latency": latency, "preprocessing": io,
+        "data": {**dataset.describe(), "split_sizes": {s: len(dataset.split(s)) for s in ("train", "val", "test")}},
+        "parity_max_abs_diff": diff,
+        "files": [*files, "io.json", "model_card.md", "model_card.json"],
     }
     write_model_card(out, card)
     return card
+
+
+def _latency(folder: Path, result: TrialResult, study_dir: Path, deployed: Path, precision: str,
+             input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The float artifact's latency is the study's (re-measured) one; an INT8 artifact is measured now, on the
+    study's profile, since its speed is not the float model's (it can be slower)."""
+    if precision == "fp32":
+        remeasured = folder / "remeasured.json"
+        return json.loads(remeasured.read_text()) if remeasured.exists() else result.measurement.model_dump()
+    run = json.loads((study_dir / "run.json").read_text())
+    return measure(deployed, load_profile(run["hardware"]), precision, input_shape).model_dump()  # type: ignore[arg-type]
+
+
+def require_tensorrt() -> None:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise NasError("--format tensorrt needs TensorRT, which is not installed here (it needs an NVIDIA GPU: "
+                       "pip install 'nas[tensorrt]' there); --format onnx or int8 ship a model for ONNX Runtime") from None
+    raise NasError("building TensorRT engines is not implemented yet; export --format onnx and build the engine "
+                   "with trtexec --onnx=model.onnx on the target")

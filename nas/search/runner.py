@@ -130,6 +130,7 @@ def prepare(config: SearchConfig) -> SearchRun:
             study.enqueue_trial(baseline_params(space, baseline), user_attrs={"baseline": baseline.name})
     results_dir.mkdir(parents=True, exist_ok=True)
     write_json(results_dir / "settings.json", settings.model_dump())
+    write_json(results_dir / "run.json", study.user_attrs.get(RUN_ATTR, {}))
     write_json(results_dir / "environment.json", study.user_attrs.get(ENVIRONMENT_ATTR, {}))
     context = TrialContext(
         task=task, space=space, profile=profile, dataset=dataset, results_dir=results_dir, seed=config.seed,

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,8 +30,12 @@ class Task(ABC):
         """Train `model` in place on the training split; returns a small log (losses, seconds)."""
 
     @abstractmethod
-    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int = 16) -> torch.Tensor:
-        """A few pre-processed validation inputs, e.g. to check an exported model against PyTorch."""
+    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int = 16, split: str = "val") -> torch.Tensor:
+        """The first `count` pre-processed inputs of a split: to check an export, or to calibrate INT8 (train)."""
+
+    @abstractmethod
+    def scores(self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
+        """The deployed artifact's positive-class score for every case of `split`."""
 
     @abstractmethod
     def evaluate(

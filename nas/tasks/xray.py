@@ -53,8 +53,8 @@ class XrayTask(Task):
         log = train_classifier(model, images, labels, spec.training, seed=seed, deadline=deadline)
         return {"epoch_losses": log.epoch_losses, "train_seconds": log.seconds}
 
-    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int = 16) -> torch.Tensor:
-        return self.inputs(dataset, "val", spec.input_size)[:count]
+    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int = 16, split: str = "val") -> torch.Tensor:
+        return self.inputs(dataset, split, spec.input_size)[:count]
 
     def scores(self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
         logits = onnx_predict(onnx_session(onnx_path), self.inputs(dataset, split, spec.input_size).numpy())

@@ -103,7 +103,7 @@ def test_export_writes_a_verified_package(finished, tmp_path):
                        cwd=cwd)
     assert exported.returncode == 0, exported.stderr
     card = json.loads(exported.stdout)
-    for name in ("model.onnx", "model.pt", "spec.json", "model_card.md", "model_card.json"):
+    for name in ("model.onnx", "model.pt", "spec.json", "io.json", "model_card.md", "model_card.json"):
         assert (out / name).exists(), name
     assert card == json.loads((out / "model_card.json").read_text())
     assert card["threshold"] == member["metrics"]["val"]["threshold"]
@@ -115,6 +115,38 @@ def test_export_writes_a_verified_package(finished, tmp_path):
     logits = session.run(None, {"input": np.zeros((3, *shape), np.float32)})[0]
     assert logits.shape == (3, 2)
     assert f"{card['threshold']:.4f}" in (out / "model_card.md").read_text()
+    low, high = card["metrics"]["test_ci95"]["auc"]
+    assert low <= card["metrics"]["test"]["auc"] <= high and high - low < 0.5
+    assert card["data"]["split_sizes"] == {"train": 4708, "val": 524, "test": 624}
+    io = json.loads((out / "io.json").read_text())
+    assert io["threshold"] == card["threshold"] and io["file"] == "model.onnx" and io["input_name"] == "input"
+
+
+def test_int8_export_is_quantized_verified_and_measured(finished, tmp_path):
+    cwd, proc = finished
+    member = json.loads(proc.stdout)["members"][0]
+    out = tmp_path / "int8"
+    exported = run_nas("export", "--study", "e2e", "--trial", str(member["trial"]), "--out", str(out),
+                       "--format", "int8", "--max-auc-drop", "0.05", "--json", cwd=cwd)
+    assert exported.returncode == 0, exported.stderr
+    card = json.loads(exported.stdout)
+    assert card["deployed_file"] == "model.int8.onnx" and card["compression"]["quant"] == "int8"
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(out / "model.int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # a real QDQ graph, not a copy of the float one
+    assert card["latency"]["precision"] == "int8" and card["latency"]["method"] == "measured"
+    assert card["metrics"]["val_recorded_fp32"] == member["metrics"]["val"]
+    assert member["metrics"]["val"]["auc"] - card["metrics"]["val"]["auc"] <= 0.05
+    assert card["metrics"]["val"]["sensitivity"] >= 0.95
+
+
+def test_tensorrt_export_says_what_is_missing(finished, tmp_path):
+    cwd, proc = finished
+    member = json.loads(proc.stdout)["members"][0]
+    exported = run_nas("export", "--study", "e2e", "--trial", str(member["trial"]), "--out", str(tmp_path / "t"),
+                       "--format", "tensorrt", cwd=cwd)
+    assert exported.returncode == 2 and "TensorRT" in exported.stderr and "--format onnx or int8" in exported.stderr
 
 
 def test_export_errors_name_what_exists(finished, tmp_path):
