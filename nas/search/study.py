@@ -72,6 +72,13 @@ def storage_url(storage: str | None, results_dir: Path, study: str) -> str:
     return f"sqlite:///{path / 'study.db'}"
 
 
+def retry_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """A dead process's trial is run once more, with the same parameters."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+
 def open_storage(url: str, *, grace_period: float = GRACE_PERIOD_S) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`.
 
@@ -96,7 +103,7 @@ def open_storage(url: str, *, grace_period: float = GRACE_PERIOD_S) -> optuna.st
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=int(grace_period),
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                heartbeat_stale_trial_callback=retry_once(),
             )
     except Exception as exc:  # SQLAlchemy raises many types for a bad or unreachable URL
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -175,7 +182,7 @@ def fail_orphans(study: optuna.Study) -> list[int]:
     process starts was left by a process that is gone (killed, or the machine restarted).
     """
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    retry = retry_once()
     for trial in orphans:
         study._storage.set_trial_user_attr(trial._trial_id, "failure", "found running when the study resumed; "
                                            "the process that ran it is gone")
