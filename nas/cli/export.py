@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(card)
     else:
-        err(f"ONNX matches PyTorch (max difference {card['parity_max_abs_diff']:.2e})")
+        err(f"ONNX matches PyTorch (class probabilities within {card['parity_max_abs_diff']:.1e})")
         print(f"exported trial {args.trial} of {args.study} to {args.out}/: {', '.join(card['files'])}")
     return 0

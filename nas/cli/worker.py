@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="the study's data, when it sits at another path on this machine")
     p.add_argument("--grace-period", type=float, default=GRACE_PERIOD_S,
                    help="seconds without a heartbeat before a running trial is failed and retried (default 60)")
+    p.add_argument("--threads", type=int, help="training threads (default: every core); split cores between workers")
     p.add_argument("--worker-id", type=int, default=None, help="distinct per worker; seeds its sampler (default: pid)")
     p.set_defaults(func=run)
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_study(
         args.study, args.storage, results=args.results, worker=args.worker_id or os.getpid(),
         max_new_trials=args.trials, timeout=args.timeout, data=args.data, grace_period=args.grace_period,
-        progress=False,
+        progress=False, threads=args.threads,
     )
     run_ = prepare(config)
     err(f"worker {config.worker} joined study {args.study!r} (budget {config.trials} trials)")

@@ -54,7 +54,7 @@ def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         f"- `{io['input_name']}`: {io['dtype']} {io['input_shape']} ({io['layout']}, {io['channels']})",
         f"- Resize {io['resize']}; normalise {io['normalise']}",
         f"- Output `{io['output_name']}`: {io['output']}; {io['decision']}",
-        f"- The float ONNX was checked against PyTorch on validation images: max difference "
+        f"- The float ONNX was checked against PyTorch on validation images: class probabilities differ by at most "
         f"{card['parity_max_abs_diff']:.2e}",
         "",
         "## Intended use and limits",

@@ -137,8 +137,10 @@ def _latency(folder: Path, result: TrialResult, study_dir: Path, deployed: Path,
     if precision == "fp32":
         remeasured = folder / "remeasured.json"
         return json.loads(remeasured.read_text()) if remeasured.exists() else result.measurement.model_dump()
-    run = json.loads((study_dir / "run.json").read_text())
-    return measure(deployed, load_profile(run["hardware"]), precision, input_shape).model_dump()  # type: ignore[arg-type]
+    run = study_dir / "run.json"  # absent for studies made before it was written: the profile's name then
+    profile = json.loads(run.read_text())["hardware"] if run.exists() else json.loads(
+        (study_dir / "settings.json").read_text())["hardware"]
+    return measure(deployed, load_profile(profile), precision, input_shape).model_dump()  # type: ignore[arg-type]
 
 
 def require_tensorrt() -> None:

@@ -67,6 +67,8 @@ class SearchConfig:
     worker: int | None = None
     """Set in a worker process: it joins a running study, so it never takes RUNNING trials for orphans."""
     max_new_trials: int | None = None
+    threads: int | None = None
+    """Training threads (default: every core this process may use); local workers split the cores."""
 
 
 # What a worker needs to run the study's trials as its creator would, beyond the strict settings.
@@ -193,7 +195,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     run = run or prepare(config)
     study, ctx = run.study, run.context
     objectives = resolve_objectives(config.objectives)
-    torch.set_num_threads(available_threads())
+    torch.set_num_threads(config.threads or available_threads())
     started = time.monotonic()
     done, _ = budget_state(study)
     bar = tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{study.study_name}", unit="trial",

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nas.hardware.onnxruntime_cpu import available_threads
 from nas.search.runner import SearchConfig
 
 
@@ -15,8 +16,10 @@ def run_local_workers(config: SearchConfig, storage: str, study: str, count: int
     Each is a separate process, as a worker on another machine would be, so the local case tests the
     distributed one. Ctrl-C reaches the whole process group, so every worker stops its trial cleanly.
     """
+    threads = max(1, available_threads() // count)  # K workers each using every core would oversubscribe them
     command = [sys.executable, "-m", "nas.cli.main", "worker", "--study", study, "--storage", storage,
-               "--results", str(Path(config.results).resolve()), "--grace-period", str(config.grace_period)]
+               "--results", str(Path(config.results).resolve()), "--grace-period", str(config.grace_period),
+               "--threads", str(threads)]
     if config.data:
         command += ["--data", str(Path(config.data).resolve())]
     if config.timeout is not None:
