@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import platform
 import re
+import time
 import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict
 
@@ -98,13 +100,21 @@ def open_storage(url: str, *, grace_period: float = GRACE_PERIOD_S) -> optuna.st
     url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     interval = max(1, int(grace_period // 6))
-    try:
+
+    def create() -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=int(grace_period),
                 heartbeat_stale_trial_callback=retry_once(),
             )
+
+    try:
+        try:
+            return create()
+        except sqlalchemy.exc.IntegrityError:
+            time.sleep(1.0)  # two processes created the schema at once; the other one won, so use its tables
+            return create()
     except Exception as exc:  # SQLAlchemy raises many types for a bad or unreachable URL
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"cannot open storage {url!r}: {first}") from None

@@ -35,6 +35,8 @@ def wait_for_completed(cwd: Path, count: int, proc: subprocess.Popen, timeout: f
 
 
 def completed(cwd: Path) -> dict[int, tuple]:
+    if not (cwd / "results" / "r" / "settings.json").exists():  # written once the study exists in the storage
+        return {}
     try:
         study = optuna.load_study(study_name="r", storage=f"sqlite:///{cwd / 'results' / 'r' / 'study.db'}")
     except KeyError:  # the file exists a moment before the study in it

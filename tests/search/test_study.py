@@ -82,3 +82,15 @@ def test_bad_storage_is_one_line_error(url, message):
 def test_bad_options_are_named(tmp_path, field, value, message):
     with pytest.raises(ConfigError, match=message):
         prepare(config(tmp_path, **{field: value}))
+
+
+def test_processes_creating_one_storage_at_once_all_succeed(tmp_path):
+    """Workers started together on a fresh database race to create its tables; none may fail."""
+    import subprocess
+    import sys
+
+    code = f"from nas.search.study import open_storage; open_storage('sqlite:///{tmp_path}/s.db'); print('ok')"
+    procs = [subprocess.Popen([sys.executable, "-W", "ignore", "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [out.strip() for out, _ in outputs] == ["ok"] * 4, [err[-300:] for _, err in outputs]
