@@ -25,6 +25,7 @@ ENVIRONMENT_ATTR = "nas_environment"
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 60
 SAMPLERS = ("nsga2", "tpe", "random")
+SCHEMA_RETRIES = 5
 
 
 class StudySettings(BaseModel):
@@ -110,11 +111,14 @@ def open_storage(url: str, *, grace_period: float = GRACE_PERIOD_S) -> optuna.st
             )
 
     try:
-        try:
-            return create()
-        except sqlalchemy.exc.IntegrityError:
-            time.sleep(1.0)  # two processes created the schema at once; the other one won, so use its tables
-            return create()
+        for _ in range(SCHEMA_RETRIES):
+            try:
+                return create()
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
+                if "exist" not in str(exc) and "UNIQUE" not in str(exc):
+                    raise
+                time.sleep(0.5)  # processes created the schema at once; another won, so use its tables
+        return create()
     except Exception as exc:  # SQLAlchemy raises many types for a bad or unreachable URL
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"cannot open storage {url!r}: {first}") from None
