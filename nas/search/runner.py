@@ -104,6 +104,7 @@ def prepare(config: SearchConfig) -> SearchRun:
     if space.task != task.name:
         raise ConfigError(f"{space.path}: search space {space.name!r} is for task {space.task!r}, not {task.name!r}")
     profile = load_profile(config.hardware)
+    budget = config.max_latency_ms if config.max_latency_ms is not None else profile.budgets.max_latency_ms
     objectives = resolve_objectives(config.objectives)
     dataset = task.load_data(config.data, positive_class=config.positive_class)
     name = config.study or default_study_name(task.name, profile.name)
@@ -112,7 +113,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         task=task.name, space=space.name, space_digest=file_digest(space.path),  # type: ignore[arg-type]
         hardware=profile.name, hardware_digest=file_digest(profile.path),  # type: ignore[arg-type]
         objectives=[o.name for o in objectives], directions=[o.direction for o in objectives],
-        max_latency_ms=config.max_latency_ms, min_sensitivity=config.min_sensitivity,
+        max_latency_ms=budget, min_sensitivity=config.min_sensitivity,
         target_sensitivity=config.target_sensitivity, data=str(dataset.path),
         data_fingerprint=dataset.fingerprint, seed=config.seed,
     )
@@ -136,7 +137,7 @@ def prepare(config: SearchConfig) -> SearchRun:
     write_json(results_dir / "environment.json", study.user_attrs.get(ENVIRONMENT_ATTR, {}))
     context = TrialContext(
         task=task, space=space, profile=profile, dataset=dataset, results_dir=results_dir, seed=config.seed,
-        target_sensitivity=config.target_sensitivity, max_latency_ms=config.max_latency_ms,
+        target_sensitivity=config.target_sensitivity, max_latency_ms=budget,
         max_epochs=config.epochs, trial_timeout=config.trial_timeout,
     )
     return SearchRun(study=study, context=context, settings=settings, created=created)
@@ -256,7 +257,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                 else:
                     values = [o.value(result) for o in objectives]
                     trial.set_user_attr("result", result.model_dump(mode="json"))
-                    for key, value in constraint_values(config, result).items():
+                    for key, value in constraint_values(run.settings, result).items():
                         trial.set_constraint(key, value)
                     study.tell(trial, values)
                     val = result.metrics["val"]
@@ -298,13 +299,14 @@ def fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def constraint_values(config: SearchConfig, result: TrialResult) -> dict[str, float]:
-    """Optuna constraints (not penalties): feasible when every value is <= 0."""
+def constraint_values(settings: StudySettings, result: TrialResult) -> dict[str, float]:
+    """Optuna constraints (not penalties): feasible when every value is <= 0. The latency budget is the
+    effective one (--max-latency-ms, else the profile's), as stored in the study's settings."""
     values = {}
-    if config.max_latency_ms is not None:
-        values["max_latency_ms"] = result.measurement.p95_ms - config.max_latency_ms
-    if config.min_sensitivity is not None:
-        values["min_sensitivity"] = config.min_sensitivity - result.metrics["val"]["sensitivity"]
+    if settings.max_latency_ms is not None:
+        values["max_latency_ms"] = result.measurement.p95_ms - settings.max_latency_ms
+    if settings.min_sensitivity is not None:
+        values["min_sensitivity"] = settings.min_sensitivity - result.metrics["val"]["sensitivity"]
     return values
 
 

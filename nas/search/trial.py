@@ -91,7 +91,7 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
 
 
 def check_budgets(ctx: TrialContext, m: Measurement) -> None:
-    budget = ctx.max_latency_ms or ctx.profile.budgets.max_latency_ms
+    budget = ctx.max_latency_ms
     if budget is not None and m.p95_ms > budget:
         raise Infeasible(f"p95 latency {m.p95_ms:.3f} ms is over the {budget} ms budget")
     memory = ctx.profile.budgets.max_memory_mb
