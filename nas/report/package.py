@@ -14,6 +14,7 @@ from nas.errors import ConfigError, NasError, StudyError, unknown_name
 from nas.export import check_parity, preprocessing, to_onnx
 from nas.hardware import load_profile, measure
 from nas.metrics import binary_metrics, bootstrap_ci, threshold_for_sensitivity
+from nas.report.html import study_dir as find_study_dir
 from nas.report.model_card import write_model_card
 from nas.search.result import TrialResult
 from nas.data import Dataset
@@ -25,14 +26,11 @@ INT8_MAX_AUC_DROP = 0.01
 
 
 def trial_dir(results: Path, study: str, trial: int) -> Path:
-    study_dir = Path(results) / study
-    if not (study_dir / "trials").is_dir():
-        studies = sorted(p.name for p in Path(results).glob("*") if (p / "trials").is_dir())
-        raise StudyError(f"no study {study!r} under {results}/; studies there: {', '.join(studies) or 'none'}")
-    folder = study_dir / "trials" / str(trial)
+    trials_dir = find_study_dir(results, study) / "trials"
+    folder = trials_dir / str(trial)
     if not folder.is_dir():
-        trials = sorted((int(p.name) for p in (study_dir / "trials").iterdir() if p.name.isdigit()))
-        raise StudyError(f"study {study!r} has no trial {trial}; trials: {', '.join(map(str, trials))}")
+        trials = sorted(int(p.name) for p in trials_dir.glob("*") if p.name.isdigit())
+        raise StudyError(f"study {study!r} has no trial {trial}; trials: {', '.join(map(str, trials)) or 'none'}")
     return folder
 
 
