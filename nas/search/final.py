@@ -15,7 +15,7 @@ from nas.hardware import Measurement, measure
 from nas.search.objectives import resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
-from nas.search.runner import SearchRun
+from nas.search.runner import SearchRun, constraint_values
 
 SCHEMA_VERSION = 1
 ARTIFACTS = ("model.pt", "model.onnx")
@@ -27,10 +27,8 @@ def completed_results(run: SearchRun) -> list[TrialResult]:
 
 
 def feasible(run: SearchRun, result: TrialResult) -> bool:
-    s = run.settings
-    if s.max_latency_ms is not None and result.measurement.p95_ms > s.max_latency_ms:
-        return False
-    return not (s.min_sensitivity is not None and result.metrics["val"]["sensitivity"] < s.min_sensitivity)
+    """Feasible by the same constraint values the search gave Optuna."""
+    return all(value <= 0 for value in constraint_values(run.settings, result).values())
 
 
 def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) -> dict[str, Any]:
