@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["TrainingSpec", "CompressionSpec", "Spec", "Precision"]
+__all__ = ["TrainingSpec", "CompressionSpec", "Spec", "Precision", "CalibrationMethod"]
 
 Precision = Literal["fp32", "fp16", "int8"]
 
@@ -25,13 +25,29 @@ class TrainingSpec(BaseModel):
     batch_size: int = Field(default=128, ge=1)
 
 
+CalibrationMethod = Literal["minmax", "entropy", "percentile"]
+
+
 class CompressionSpec(BaseModel):
-    """What is done to the trained model before it ships."""
+    """What is done to the trained model before it ships: prune, fine-tune (distilling), quantize."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prune_ratio: float = Field(default=0.0, ge=0, lt=1)
+    channels: dict[str, int] = Field(
+        default_factory=dict, description="output channels of every pruned layer, fixed by prune_ratio up front")
+    finetune_epochs: int = Field(default=2, ge=0, description="epochs of fine-tuning after pruning")
+    distill: bool = False
+    temperature: float = Field(default=4.0, gt=0, description="distillation softmax temperature")
+    alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the soft-target loss against labels")
     quant: Precision = "fp32"
+    calibration: CalibrationMethod = "minmax"
+
+    def summary(self) -> str:
+        parts = [f"prune {self.prune_ratio:.2f}"] if self.prune_ratio else []
+        if self.distill:
+            parts.append(f"distil T={self.temperature:g} a={self.alpha:.2f}")
+        return " ".join(parts + [self.quant])
 
 
 class Spec(BaseModel):
@@ -59,7 +75,7 @@ class Spec(BaseModel):
         if stages:
             keys += ", stages=" + "/".join(f"{s['width']}x{s['depth']}s{s['stride']}k{s['kernel']}" for s in stages)
         name = f"{self.baseline} " if self.baseline else ""
-        return f"{name}[{self.family}] {keys} @{self.input_size}px {self.compression.quant}"
+        return f"{name}[{self.family}] {keys} @{self.input_size}px {self.compression.summary()}"
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trial", type=int, required=True, help="trial number (see pareto.json or the report)")
     p.add_argument("--out", type=Path, required=True, help="folder to write model.onnx, spec.json, model card")
     p.add_argument("--data", help="the study's data, when it sits at another path on this machine")
-    p.add_argument("--format", dest="fmt", default="onnx", choices=EXPORT_FORMATS,
+    p.add_argument("--format", dest="fmt", default=None, choices=EXPORT_FORMATS,
                    help="onnx (fp32), int8 (ONNX Runtime static QDQ, calibrated on training images), tensorrt")
     p.add_argument("--max-auc-drop", type=float, default=INT8_MAX_AUC_DROP,
                    help="fail when the deployed file loses more validation AUC than this (default %(default)s)")

@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the operating threshold reaches this sensitivity on validation (default 0.95)")
     p.add_argument("--data", help="MedMNIST-style .npz or image folder (default: bundled PneumoniaMNIST)")
     p.add_argument("--positive-class", help="class name of the abnormal class (default: last in sorted order)")
+    p.add_argument("--teacher", metavar="FOLDER",
+                   help="checkpoint distillation learns from (a folder with spec.json and model.pt, e.g. a trial's or "
+                        "an export); default: the study's best validation-AUC model so far")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
     p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed")
     p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         min_sensitivity=args.min_sensitivity, target_sensitivity=args.target_sensitivity, data=args.data,
         positive_class=args.positive_class, baselines=args.baselines, trial_timeout=args.trial_timeout,
         keep_artifacts=args.keep_artifacts, progress=args.progress and sys.stderr.isatty(),
-        grace_period=args.grace_period,
+        grace_period=args.grace_period, teacher=args.teacher,
     )
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")

@@ -24,7 +24,7 @@ from nas.search.hypervolume import hypervolume_history
 from nas.search.objectives import OBJECTIVES, Objective
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
-from nas.spec import Spec
+from nas.spec import CompressionSpec, Spec
 
 __all__ = ["FRONT_TRACE", "StudyView", "build_figure", "build_hypervolume", "build_pairs", "load_view",
            "study_dir", "write_report"]
@@ -168,9 +168,11 @@ def load_view(folder: Path) -> StudyView:
     for number in sorted(set(searched) | set(stored)):
         if number in stored:  # front members and baselines: the numbers pareto.json holds
             e = stored[number]
-            result = TrialResult(trial=number, spec=Spec.model_validate(e["spec"]), params=e["params"],
-                                 macs=e["macs"], measurement=Measurement.model_validate(e["latency"]),
-                                 metrics={"val": e["metrics"]["val"]})
+            stored_numbers = {"measurement": Measurement.model_validate(e["latency"]),
+                              "metrics": {"val": e["metrics"]["val"]}}
+            result = (searched[number].model_copy(update=stored_numbers) if number in searched else
+                      TrialResult(trial=number, spec=Spec.model_validate(e["spec"]), params=e["params"],
+                                  macs=e["macs"], **stored_numbers))
             test = e["metrics"].get("test")
         else:
             result, test = searched[number], None
@@ -193,7 +195,7 @@ def _hover(p: Point) -> str:
         f"<b>trial {r.trial}</b>" + (f" · baseline {html.escape(s.baseline)}" if s.baseline else "")
         + f" · {html.escape(p.note)}",
         html.escape(s.summary()),
-        f"compression: prune {s.compression.prune_ratio:.0%}, {s.compression.quant} · training: lr "
+        f"compression: {html.escape(_compression_text(r))} · training: lr "
         f"{s.training.lr:.2g}, {s.training.epochs} epoch(s), augment {s.training.augment:.2f}",
         f"val: AUC {v['auc']:.4f} · sens {v['sensitivity']:.3f} · spec {v['specificity']:.3f} "
         f"@ threshold {v['threshold']:.3f}",
@@ -205,7 +207,44 @@ def _hover(p: Point) -> str:
         f"{m.threads or 'default'} threads · {html.escape(m.device)} · load {m.load_avg:.1f}",
         f"params {r.params:,} · MACs {r.macs / 1e6:.1f} M",
     ]
+    float_val = r.float_metrics.get("val")
+    if float_val and s.compression.quant != "fp32":
+        lines.append(f"val AUC float {float_val['auc']:.4f} → {s.compression.quant} {v['auc']:.4f}")
+    if len(r.latency_by_precision) > 1:
+        lines.append("p50 by precision: " + ", ".join(f"{k} {x.p50_ms:.3f} ms" for k, x in r.latency_by_precision.items()))
+    lines += [f'<span style="color:#b30000">⚠ {html.escape(flag)}</span>' for flag in r.flags]
     return "<br>".join(lines)
+
+
+def _compression_text(r: TrialResult) -> str:
+    c = r.spec.compression
+    parts = [f"prune {c.prune_ratio:.0%} ({len(c.channels)} layers), fine-tune {c.finetune_epochs} epoch(s)"
+             if c.prune_ratio else "no pruning"]
+    if c.distill:
+        parts.append(f"distilled from {r.teacher} (T {c.temperature:.1f}, alpha {c.alpha:.2f})" if r.teacher
+                     else "distillation asked for, no teacher yet")
+    parts.append(c.quant + (f" ({c.calibration} calibration)" if c.quant == "int8" else ""))
+    return ", ".join(parts)
+
+
+def _compression_table(results: list[TrialResult]) -> str:
+    """Per member: what each compression step cost in validation AUC and gave in latency."""
+    head = ("trial", "compression", "val AUC float", "val AUC deployed", "Δ AUC", "p50 fp32 ms",
+            "p50 deployed ms", "speed-up", "notes")
+    rows = []
+    for r in results:
+        float_auc = (r.float_metrics.get("val") or r.metrics["val"])["auc"]
+        deployed_auc = r.metrics["val"]["auc"]
+        fp32 = r.latency_by_precision.get("fp32")  # both from the trial's one measuring session
+        deployed = r.latency_by_precision.get(r.spec.compression.quant, r.measurement)
+        cells = (r.trial, _compression_text(r), _fmt(float_auc, 4), _fmt(deployed_auc, 4),
+                 f"{deployed_auc - float_auc:+.4f}", _fmt(fp32.p50_ms if fp32 else None, 3),
+                 _fmt(deployed.p50_ms, 3), f"{fp32.p50_ms / deployed.p50_ms:.2f}x" if fp32 else "–",
+                 "; ".join(r.flags))
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    header = "".join(f'<th title="click to sort">{h}</th>' for h in head)
+    return (f'<table id="compression-table" class="sortable"><thead><tr>{header}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def _markers(points: list[Point], x: Objective, y: Objective, *, name: str, color: str, size: int,
@@ -447,6 +486,14 @@ def write_report(results_dir: Path, *, x: str | None = None, y: str | None = Non
                      'front and baselines. Click a column to sort. Ship one with <code>nas pick</code> and '
                      '<code>nas export</code>.</p>',
                      _table(doc["members"], view.folder, "front-table")]
+        compressed = [p.result for p in view.points if p.result.trial in members
+                      and (p.result.spec.compression != CompressionSpec() or p.result.flags)]
+        if compressed:
+            sections += ["<h2>Compression effects on the front</h2>",
+                         '<p class="note">Validation AUC of the float model after pruning and fine-tuning, against '
+                         'the deployed artifact (quantized where the spec says so); latency at fp32 against the '
+                         'deployed precision, measured in the same trial. Pruning gains show in the front itself '
+                         '(params, MACs, p50).</p>', _compression_table(compressed)]
         off_front = [b for b in doc.get("baselines", []) if b["trial"] not in members]
         if off_front:
             sections += ["<h2>Baselines off the front</h2>",

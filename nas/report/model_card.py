@@ -42,7 +42,18 @@ def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         _row("test", metrics["test"], metrics["test_ci95"]),
     ]
     if card["compression"]["quant"] != "fp32":
-        lines.append(_row("validation, float model (as searched)", metrics["val_recorded_fp32"]))
+        lines.append(_row("validation, as recorded by the search", metrics["val_recorded"]))
+    c = card["compression"]
+    pruned = f"ratio {c['prune_ratio']:.2f}, {c['pruned_layers']} layers narrowed" if c["prune_ratio"] else "no"
+    lines += ["", "## Compression",
+              f"- Pruned: {pruned}; distilled: {c['distilled_from'] or 'no'}; shipped precision: {c['quant']}."]
+    if c.get("val_float") and c["val_deployed_in_search"] != c["val_float"]:
+        lines.append(f"- Validation AUC in the search: float {c['val_float']['auc']:.4f}, deployed "
+                     f"{c['val_deployed_in_search']['auc']:.4f}.")
+    if c.get("latency_by_precision"):
+        lines.append("- p50 latency per precision, measured in one session during the search: " + ", ".join(
+            f"{p} {m['p50_ms']:.3f} ms" for p, m in c["latency_by_precision"].items()) + ".")
+    lines += [f"- Note: {flag}." for flag in c.get("flags", [])]
     lines += [
         "",
         "## Latency",

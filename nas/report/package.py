@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from nas._io import write_json
-from nas.compress import quantize_int8
+from nas.compress import load_model, quantize_int8
+from nas.hardware.tensorrt_engine import build_engine, import_tensorrt
 from nas.compress.quantize import CALIBRATION_IMAGES
-from nas.errors import ConfigError, NasError, StudyError, unknown_name
+from nas.errors import ConfigError, StudyError, unknown_name
 from nas.export import check_parity, preprocessing, to_onnx
 from nas.hardware import load_profile, measure
 from nas.metrics import binary_metrics, bootstrap_ci, threshold_for_sensitivity
@@ -18,7 +19,6 @@ from nas.report.html import study_dir as find_study_dir
 from nas.report.model_card import write_model_card
 from nas.search.result import TrialResult
 from nas.data import Dataset
-from nas.search.trial import load_model
 from nas.tasks import Task, get_task
 
 EXPORT_FORMATS = ("onnx", "int8", "tensorrt")
@@ -58,7 +58,7 @@ def study_dataset(study_dir: Path, data: str | None) -> tuple[Task, Dataset]:
 
 
 def export_trial(
-    results: Path, study: str, trial: int, out: Path, *, data: str | None = None, fmt: str = "onnx",
+    results: Path, study: str, trial: int, out: Path, *, data: str | None = None, fmt: str | None = None,
     max_auc_drop: float = INT8_MAX_AUC_DROP,
 ) -> dict[str, Any]:
     """Rebuild the trial's model from its spec and weights and ship it as `fmt`, verified.
@@ -67,12 +67,13 @@ def export_trial(
     its operating threshold on validation, must keep validation AUC within `max_auc_drop` of the recorded one,
     and is scored once on test with bootstrap intervals for the model card.
     """
-    if fmt not in EXPORT_FORMATS:
+    if fmt is not None and fmt not in EXPORT_FORMATS:
         raise ConfigError(unknown_name("export format", fmt, EXPORT_FORMATS))
     if fmt == "tensorrt":
-        require_tensorrt()
+        import_tensorrt()  # before any work: a clear message where TensorRT is absent
     folder = trial_dir(results, study, trial)
     result = load_result(folder, study, trial)
+    fmt = fmt or ("int8" if result.spec.compression.quant == "int8" else "onnx")  # default: what the search scored
     weights = folder / "model.pt"
     if not weights.exists():
         pareto = Path(results) / study / "pareto.json"
@@ -93,11 +94,14 @@ def export_trial(
     files = ["model.onnx", "model.pt", "spec.json"]
 
     deployed, precision = onnx_path, "fp32"
-    if fmt == "int8":
+    if fmt == "int8" or (fmt == "tensorrt" and spec.compression.quant == "int8"):
         calibration = task.sample_inputs(spec, dataset, CALIBRATION_IMAGES, split="train").numpy()
-        deployed, precision = quantize_int8(onnx_path, out / "model.int8.onnx", calibration), "int8"
+        deployed, precision = quantize_int8(onnx_path, out / "model.int8.onnx", calibration,
+                                            method=spec.compression.calibration), "int8"
         files.append(deployed.name)
-    recorded = result.metrics["val"]
+    # Compared with what the search recorded for this precision: the float model's metrics for a float export of
+    # an INT8 candidate, else the scored artifact's.
+    recorded = result.float_metrics.get("val", result.metrics["val"]) if precision == "fp32" else result.metrics["val"]
     val_labels, val_scores = dataset.split("val").labels, task.scores(deployed, spec, dataset, "val")
     threshold = threshold_for_sensitivity(val_labels, val_scores, settings["target_sensitivity"])
     val = binary_metrics(val_labels, val_scores, threshold)
@@ -108,6 +112,10 @@ def export_trial(
     test = binary_metrics(test_labels, test_scores, threshold)
 
     latency = _latency(folder, result, study_dir, deployed, precision, spec.input_shape)
+    engine = None
+    if fmt == "tensorrt":  # built from the artifact verified above; its speed is measured on the target
+        engine = build_engine(deployed, out / "model.engine", precision=precision, input_shape=spec.input_shape)
+        files.append(engine["file"])
     io = {**preprocessing(spec.input_size, spec.in_channels), "file": deployed.name, "precision": precision,
           "threshold": threshold, "positive_class": dataset.positive_class,
           "decision": f"positive ({dataset.positive_class}) when score >= threshold"}
@@ -115,9 +123,16 @@ def export_trial(
     card = {
         "study": study, "trial": trial, "task": settings["task"], "summary": spec.summary(), "format": fmt,
         "deployed_file": deployed.name, "spec": spec.model_dump(mode="json"), "params": result.params,
-        "macs": result.macs, "compression": {"quant": precision, "prune_ratio": spec.compression.prune_ratio},
+        "macs": result.macs, "compression": {
+            "quant": precision, "prune_ratio": spec.compression.prune_ratio,
+            "pruned_layers": len(spec.compression.channels),
+            "distilled_from": result.teacher if spec.compression.distill else None,
+            "val_float": result.float_metrics.get("val"), "val_deployed_in_search": result.metrics["val"],
+            "latency_by_precision": {k: m.model_dump() for k, m in result.latency_by_precision.items()},
+            "flags": result.flags},
+        "tensorrt_engine": engine,
         "metrics": {"val": val, "test": test, "test_ci95": bootstrap_ci(test_labels, test_scores, threshold),
-                    "val_recorded_fp32": recorded},
+                    "val_recorded": recorded},
         "target_sensitivity": settings["target_sensitivity"], "threshold": threshold,
         "latency": latency, "preprocessing": io,
         "data": {**dataset.describe(), "split_sizes": {s: len(dataset.split(s)) for s in ("train", "val", "test")}},
@@ -130,22 +145,12 @@ def export_trial(
 
 def _latency(folder: Path, result: TrialResult, study_dir: Path, deployed: Path, precision: str,
              input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """The float artifact's latency is the study's (re-measured) one; an INT8 artifact is measured now, on the
-    study's profile, since its speed is not the float model's (it can be slower)."""
-    if precision == "fp32":
+    """The artifact the search scored keeps the study's (re-measured) latency; another precision is measured now,
+    on the study's profile, since its speed is not the scored one's (INT8 can be slower)."""
+    if precision == result.spec.compression.quant:
         remeasured = folder / "remeasured.json"
         return json.loads(remeasured.read_text()) if remeasured.exists() else result.measurement.model_dump()
     run = study_dir / "run.json"  # absent for studies made before it was written: the profile's name then
     profile = json.loads(run.read_text())["hardware"] if run.exists() else json.loads(
         (study_dir / "settings.json").read_text())["hardware"]
     return measure(deployed, load_profile(profile), precision, input_shape).model_dump()  # type: ignore[arg-type]
-
-
-def require_tensorrt() -> None:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise NasError("--format tensorrt needs TensorRT, which is not installed here (it needs an NVIDIA GPU: "
-                       "pip install 'nas[tensorrt]' there); --format onnx or int8 ship a model for ONNX Runtime") from None
-    raise NasError("building TensorRT engines is not implemented yet; export --format onnx and build the engine "
-                   "with trtexec --onnx=model.onnx on the target")

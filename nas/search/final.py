@@ -16,9 +16,10 @@ from nas.search.objectives import resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
 from nas.search.runner import SearchRun, constraint_values
+from nas.search.trial import DEPLOYED_ONNX, FLOAT_ONNX
 
 SCHEMA_VERSION = 1
-ARTIFACTS = ("model.pt", "model.onnx")
+ARTIFACTS = ("model.pt", DEPLOYED_ONNX, FLOAT_ONNX)
 
 
 def completed_results(run: SearchRun) -> list[TrialResult]:
@@ -68,6 +69,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
             "latency": m.model_dump(), "latency_during_search": {"p50_ms": r.measurement.p50_ms,
                                                                  "p95_ms": r.measurement.p95_ms},
             "objectives": {o.name: o.value(r.model_copy(update={"measurement": m})) for o in objectives},
+            "compression": compression_effect(r), "flags": r.flags,
             "artifacts": {"onnx": str(ctx.trial_dir(r.trial) / "model.onnx"),
                           "weights": str(ctx.trial_dir(r.trial) / "model.pt")},
         }
@@ -95,6 +97,18 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     if keep_artifacts != "all":
         prune_artifacts(ctx.results_dir, keep={r.trial for r in front} | {r.trial for r in baselines})
     return doc
+
+
+def compression_effect(r: TrialResult) -> dict[str, Any]:
+    """What each compression step cost or gained: float vs deployed validation metrics, latency per precision."""
+    c = r.spec.compression
+    return {
+        "prune_ratio": c.prune_ratio, "pruned_layers": len(c.channels), "quant": c.quant,
+        "distill": {"temperature": c.temperature, "alpha": c.alpha, "teacher": r.teacher} if c.distill else None,
+        "val_float": r.float_metrics.get("val"), "val_deployed": r.metrics["val"],
+        "latency_by_precision": {p: {"p50_ms": m.p50_ms, "p95_ms": m.p95_ms}
+                                 for p, m in r.latency_by_precision.items()},
+    }
 
 
 def score_on_test(run: SearchRun, result: TrialResult) -> dict[str, float]:

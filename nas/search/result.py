@@ -17,7 +17,14 @@ class TrialResult(BaseModel):
     macs: int
     measurement: Measurement
     metrics: dict[str, dict[str, float]]
-    """{"val": {...}}, plus {"test": {...}} once computed for the final report."""
+    """Of the deployed artifact: {"val": {...}}, plus {"test": {...}} once computed for the final report."""
+    float_metrics: dict[str, dict[str, float]] = {}
+    """Of the float model before quantization, so each compression step's cost is visible."""
+    latency_by_precision: dict[str, Measurement] = {}
+    """Every precision measured for this candidate (fp32 beside a quantized one)."""
+    teacher: str | None = None
+    flags: list[str] = []
+    """Things a user choosing this model should know (INT8 not faster, distillation without a teacher)."""
     train_log: dict[str, object] = {}
     seconds: dict[str, float] = {}
     """Wall-clock time per phase (export, measure, train, evaluate)."""

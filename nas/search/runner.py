@@ -31,8 +31,9 @@ from nas.search.study import (
 )
 from nas.search.result import TrialResult
 from nas.search.trial import Infeasible, TrialContext, record_failure, run_trial
-from nas.spaces import baseline_params, load_space
+from nas.spaces import baseline_params, for_precisions, load_space
 from nas.tasks import get_task
+from nas.train.teacher import best_in_study, teacher_from_path
 
 log = logging.getLogger("nas")
 
@@ -69,12 +70,14 @@ class SearchConfig:
     max_new_trials: int | None = None
     threads: int | None = None
     """Training threads (default: every core this process may use); local workers split the cores."""
+    teacher: str | None = None
+    """Checkpoint folder distillation learns from; default: the study's best validation-AUC model so far."""
 
 
 # What a worker needs to run the study's trials as its creator would, beyond the strict settings.
 RUN_FIELDS = ("task", "hardware", "space", "trials", "epochs", "objectives", "sampler", "population", "seed",
               "max_latency_ms", "min_sensitivity", "target_sensitivity", "data", "positive_class", "trial_timeout",
-              "keep_artifacts")
+              "keep_artifacts", "teacher")
 
 
 @dataclass
@@ -104,6 +107,8 @@ def prepare(config: SearchConfig) -> SearchRun:
     if space.task != task.name:
         raise ConfigError(f"{space.path}: search space {space.name!r} is for task {space.task!r}, not {task.name!r}")
     profile = load_profile(config.hardware)
+    space = for_precisions(space, profile.precisions, profile.name)
+    fixed_teacher = teacher_from_path(config.teacher) if config.teacher else None
     budget = config.max_latency_ms if config.max_latency_ms is not None else profile.budgets.max_latency_ms
     objectives = resolve_objectives(config.objectives)
     dataset = task.load_data(config.data, positive_class=config.positive_class)
@@ -139,6 +144,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         task=task, space=space, profile=profile, dataset=dataset, results_dir=results_dir, seed=config.seed,
         target_sensitivity=config.target_sensitivity, max_latency_ms=budget,
         max_epochs=config.epochs, trial_timeout=config.trial_timeout,
+        teacher=(lambda: fixed_teacher) if fixed_teacher else (lambda: best_in_study(study, results_dir / "trials")),
     )
     return SearchRun(study=study, context=context, settings=settings, created=created)
 
@@ -149,7 +155,8 @@ def portable_refs(config: SearchConfig) -> dict[str, str | None]:
     def ref(value: str | None) -> str | None:
         return str(Path(value).resolve()) if value and Path(value).exists() else value
 
-    return {"space": ref(config.space), "hardware": ref(config.hardware), "data": ref(config.data)}
+    return {"space": ref(config.space), "hardware": ref(config.hardware), "data": ref(config.data),
+            "teacher": ref(config.teacher)}
 
 
 def config_from_study(study: str, storage: str, *, results: Path, worker: int, **overrides: object) -> SearchConfig:

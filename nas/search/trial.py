@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -13,7 +15,10 @@ import torch
 
 from nas import interrupt
 from nas._io import atomic_write_bytes, write_json
+from nas.compress import build_model, plan_channels, prune_to_channels, quantize_int8
+from nas.compress.quantize import CALIBRATION_IMAGES
 from nas.data import Dataset
+from nas.errors import TrialError
 from nas.export import check_parity, to_onnx
 from nas.hardware import HardwareProfile, Measurement, measure
 from nas.models import create_model
@@ -22,6 +27,14 @@ from nas.search.result import TrialResult
 from nas.spaces import SearchSpace, sample_spec
 from nas.spec import Spec
 from nas.tasks import Task
+from nas.train import Distillation
+from nas.train.teacher import Teacher, teacher_logits
+
+DEPLOYED_ONNX = "model.onnx"
+"""What ships, is measured and is scored: the INT8 model for an int8 candidate."""
+FLOAT_ONNX = "model.fp32.onnx"
+"""An int8 candidate's float export, kept so the cost of quantization stays visible."""
+FINETUNE_LR_SCALE = 0.1
 
 
 class Infeasible(Exception):
@@ -42,6 +55,8 @@ class TrialContext:
     max_latency_ms: float | None
     max_epochs: int | None
     trial_timeout: float | None
+    teacher: Callable[[], Teacher | None] = field(default=lambda: None)
+    """The model distillation learns from, looked up when a trial needs one (the study's best so far)."""
 
     def trial_dir(self, number: int) -> Path:
         return self.results_dir / "trials" / str(number)
@@ -54,17 +69,24 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
                        max_epochs=ctx.max_epochs)
     out = ctx.trial_dir(trial.number)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_text(spec.to_json())
-    trial.set_user_attr("spec", spec.model_dump(mode="json"))
+    if spec.compression.quant not in ctx.profile.precisions:
+        raise TrialError(f"precision {spec.compression.quant} is not one of profile {ctx.profile.name!r}'s "
+                         f"precisions ({', '.join(ctx.profile.precisions)})")
 
-    # Phase 1: latency depends only on shapes, so it is measured on the untrained model first.
+    # Phase 1: latency depends only on shapes, so the deployed shapes are measured on an untrained model first.
     started = time.monotonic()
     torch.manual_seed(ctx.seed + trial.number)  # initial weights are part of what --seed fixes
     model = create_model(spec)
-    params, macs = count_params(model), count_macs(model, spec.input_shape)
-    shape_onnx = to_onnx(model, spec.input_shape, out / "shape.onnx")
-    measurement = measure(shape_onnx, ctx.profile, spec.compression.quant, spec.input_shape)
-    shape_onnx.unlink()
+    if spec.compression.prune_ratio:
+        channels = plan_channels(model, spec, spec.compression.prune_ratio, ctx.profile.channel_multiple)
+        spec = spec.model_copy(update={"compression": spec.compression.model_copy(update={"channels": channels})})
+    (out / "spec.json").write_text(spec.to_json())
+    trial.set_user_attr("spec", spec.model_dump(mode="json"))
+    deployed_shapes = build_model(spec)
+    params, macs = count_params(deployed_shapes), count_macs(deployed_shapes, spec.input_shape)
+    by_precision = measure_precisions(ctx, deployed_shapes, spec, out)
+    measurement = by_precision[spec.compression.quant]
+    flags = speed_flags(ctx, by_precision)
     seconds["measure"] = time.monotonic() - started
     write_json(out / "measurement.json", measurement.model_dump())
     trial.set_user_attr("measurement", measurement.model_dump())
@@ -72,22 +94,74 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
         check_budgets(ctx, measurement)
     interrupt.check()
 
-    # Phase 2: train, export the deployed artifact, score it on the validation split.
+    # Phase 2: train (distilling if asked), prune to the planned counts and fine-tune, export, quantize, and
+    # score the deployed artifact on the validation split.
     started = time.monotonic()
-    train_log = ctx.task.train(model, spec, ctx.dataset, seed=ctx.seed + trial.number, deadline=deadline)
+    distill, teacher = distillation(ctx, spec, flags)
+    seed = ctx.seed + trial.number
+    train_log = ctx.task.train(model, spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill)
+    if spec.compression.channels:
+        prune_to_channels(model, spec, spec.compression.channels)
+        epochs = min(spec.compression.finetune_epochs, ctx.max_epochs or spec.compression.finetune_epochs)
+        if epochs:
+            recipe = spec.training.model_copy(update={"epochs": epochs, "lr": spec.training.lr * FINETUNE_LR_SCALE})
+            finetune = ctx.task.train(model, spec, ctx.dataset, seed=seed + 1, deadline=deadline, recipe=recipe,
+                                      distill=distill)
+            train_log["finetune_epoch_losses"] = finetune["epoch_losses"]
     seconds["train"] = time.monotonic() - started
     interrupt.check()
     started = time.monotonic()
     save_weights(model, out / "model.pt")
-    onnx_path = to_onnx(model, spec.input_shape, out / "model.onnx")
-    check_parity(model, onnx_path, ctx.task.sample_inputs(spec, ctx.dataset))
-    val = ctx.task.evaluate(onnx_path, spec, ctx.dataset, "val", threshold=None,
-                            target_sensitivity=ctx.target_sensitivity)
+    quantized = spec.compression.quant == "int8"
+    float_onnx = to_onnx(model, spec.input_shape, out / (FLOAT_ONNX if quantized else DEPLOYED_ONNX))
+    check_parity(model, float_onnx, ctx.task.sample_inputs(spec, ctx.dataset))
+    float_val = ctx.task.evaluate(float_onnx, spec, ctx.dataset, "val", threshold=None,
+                                  target_sensitivity=ctx.target_sensitivity)
+    val = float_val
+    if quantized:
+        calibration = ctx.task.sample_inputs(spec, ctx.dataset, CALIBRATION_IMAGES, "train").numpy()
+        deployed = quantize_int8(float_onnx, out / DEPLOYED_ONNX, calibration, method=spec.compression.calibration)
+        val = ctx.task.evaluate(deployed, spec, ctx.dataset, "val", threshold=None,
+                                target_sensitivity=ctx.target_sensitivity)
     seconds["evaluate"] = time.monotonic() - started
     result = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
-                         metrics={"val": val}, train_log=train_log, seconds=seconds)
+                         metrics={"val": val}, float_metrics={"val": float_val}, latency_by_precision=by_precision,
+                         teacher=teacher, flags=flags, train_log=train_log, seconds=seconds)
     write_json(out / "result.json", result.model_dump(mode="json"))
     return result
+
+
+def measure_precisions(ctx: TrialContext, model: torch.nn.Module, spec: Spec, out: Path) -> dict[str, Measurement]:
+    """The deployed precision, and fp32 beside any lower one, so a quantization that does not pay is visible.
+
+    INT8 scales do not change speed, so phase 1 calibrates on a few training images only (settled point 1).
+    """
+    with tempfile.TemporaryDirectory(prefix="shape-", dir=out) as tmp:
+        fp32 = to_onnx(model, spec.input_shape, Path(tmp) / "fp32.onnx")
+        measured = {"fp32": measure(fp32, ctx.profile, "fp32", spec.input_shape)}
+        if spec.compression.quant == "int8":
+            calibration = ctx.task.sample_inputs(spec, ctx.dataset, 32, "train").numpy()
+            int8 = quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration)
+            measured["int8"] = measure(int8, ctx.profile, "int8", spec.input_shape)
+    return measured
+
+
+def speed_flags(ctx: TrialContext, by_precision: dict[str, Measurement]) -> list[str]:
+    fp32 = by_precision["fp32"]
+    return [f"{precision} is no faster than fp32 on {ctx.profile.name}: p50 {m.p50_ms:.3f} ms vs {fp32.p50_ms:.3f} ms"
+            for precision, m in by_precision.items() if precision != "fp32" and m.p50_ms >= fp32.p50_ms]
+
+
+def distillation(ctx: TrialContext, spec: Spec, flags: list[str]) -> tuple[Distillation | None, str | None]:
+    if not spec.compression.distill:
+        return None, None
+    teacher = ctx.teacher()
+    if teacher is None:
+        flags.append("distillation asked for, but no finished model exists yet to teach: trained on labels only")
+        return None, None
+    logits = teacher_logits(teacher, ctx.task, ctx.dataset, "train")
+    c = spec.compression
+    return Distillation(logits, temperature=c.temperature, alpha=c.alpha), teacher.name
 
 
 def check_budgets(ctx: TrialContext, m: Measurement) -> None:
@@ -103,12 +177,6 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_model(spec: Spec, weights: Path) -> torch.nn.Module:
-    model = create_model(spec)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return model.eval()
 
 
 def record_failure(ctx: TrialContext, number: int, exc: BaseException, kind: str) -> str:

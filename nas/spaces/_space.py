@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Union, get_args
 
 import optuna
 from pydantic import (
@@ -13,15 +14,27 @@ from pydantic import (
 from nas import _yaml
 from nas.errors import ConfigError, did_you_mean
 from nas.models import get_family, list_families
-from nas.spec import CompressionSpec, Spec, TrainingSpec
+from nas.spec import CalibrationMethod, CompressionSpec, Precision, Spec, TrainingSpec
 
 Scalar = Union[bool, int, float, str]
 
 TRAINING_PARAMS = ("lr", "weight_decay", "epochs", "augment", "batch_size")
 TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 128}
-COMPRESSION_PARAMS = ("prune_ratio", "quant")
-# Compression inside the search arrives with pruning and quantization; until then only the identity is allowed.
-SUPPORTED_COMPRESSION: dict[str, tuple[Any, ...]] = {"prune_ratio": (0, 0.0), "quant": ("fp32",)}
+COMPRESSION_PARAMS = ("prune_ratio", "finetune_epochs", "distill", "temperature", "alpha", "quant", "calibration")
+COMPRESSION_DEFAULTS = {name: field.default for name, field in CompressionSpec.model_fields.items()
+                        if name in COMPRESSION_PARAMS}
+DRAWN_WHEN: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "finetune_epochs": lambda drawn: bool(drawn.get("prune_ratio")),
+    "temperature": lambda drawn: bool(drawn.get("distill")),
+    "alpha": lambda drawn: bool(drawn.get("distill")),
+}
+"""Knobs that only matter given another, so the sampler never learns from values that had no effect."""
+COMPRESSION_CHOICES: dict[str, tuple[Any, ...]] = {
+    "quant": get_args(Precision), "calibration": get_args(CalibrationMethod), "distill": (False, True)}
+COMPRESSION_RANGES: dict[str, tuple[float, float, bool]] = {
+    # name: (low, high, high included)
+    "prune_ratio": (0.0, 1.0, False), "finetune_epochs": (0, 1000, True), "temperature": (0.1, 100.0, True),
+    "alpha": (0.0, 1.0, True)}
 
 
 class Distribution(BaseModel):
@@ -155,13 +168,24 @@ class SearchSpace(BaseModel):
     @field_validator("compression")
     @classmethod
     def _check_compression(cls, compression: dict[str, Param]) -> dict[str, Param]:
-        _check_keys("", compression, COMPRESSION_PARAMS, {"prune_ratio": 0.0, "quant": "fp32"})
+        _check_keys("", compression, COMPRESSION_PARAMS, COMPRESSION_DEFAULTS)
         for key, param in compression.items():
-            values = param.choices if isinstance(param, Distribution) and param.choices else [param]
-            bad = [v for v in values if isinstance(v, Distribution) or v not in SUPPORTED_COMPRESSION[key]]
-            if bad:
-                raise ValueError(f"{key}: only {SUPPORTED_COMPRESSION[key][-1]!r} is supported "
-                                 f"in this version (got {bad[0]!r})")
+            if isinstance(param, Distribution) and param.choices is None:
+                values: list[Any] = [param.low, param.high]
+            else:
+                values = param.choices if isinstance(param, Distribution) else [param]  # type: ignore[assignment]
+            if key in COMPRESSION_CHOICES:
+                allowed = COMPRESSION_CHOICES[key]
+                bad = [v for v in values if v not in allowed]
+                if bad or (isinstance(param, Distribution) and param.choices is None):
+                    raise ValueError(f"{key}: {bad[0] if bad else 'a range'!r} is not allowed; "
+                                     f"give one of, or choices from: {', '.join(map(str, allowed))}")
+            else:
+                low, high, closed = COMPRESSION_RANGES[key]
+                for v in values:
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < low or v > high \
+                            or (not closed and v >= high):
+                        raise ValueError(f"{key}: {v!r} is outside [{low:g}, {high:g}{']' if closed else ')'}")
         return compression
 
     @model_validator(mode="after")
@@ -239,9 +263,37 @@ def sample_spec(
         contained = isinstance(space.input_size, Distribution) and space.input_size.contains(fixed)
         input_size = int(draw(trial, "input_size", space.input_size) if contained else fixed)  # type: ignore[arg-type]
     training = {k: draw(trial, k, v) for k, v in space.training.items()}
-    compression = {k: draw(trial, k, v) for k, v in space.compression.items()}
+    compression = {} if baseline else sample_compression(space, trial)
     return _make_spec(space, family, arch, input_size, training, compression, in_channels, num_classes,
                       max_epochs, baseline=baseline.name if baseline else None)
+
+
+def sample_compression(space: SearchSpace, trial: optuna.Trial) -> dict[str, Any]:
+    """Compression knobs, drawn jointly with the architecture; baselines ship uncompressed (the yardstick)."""
+    drawn: dict[str, Any] = {}
+    for key in COMPRESSION_PARAMS:  # in this order, so what a knob depends on is drawn before it
+        if key in space.compression and DRAWN_WHEN.get(key, lambda _: True)(drawn):
+            drawn[key] = draw(trial, key, space.compression[key])
+    return drawn
+
+
+def for_precisions(space: SearchSpace, precisions: list[str], profile: str) -> SearchSpace:
+    """The space as a profile can run it: `quant` offers only the precisions the profile's runtime has.
+
+    Settled point 3: a space that asks only for precisions the profile lacks is an error naming them, never a
+    silent fallback; a space offering several keeps those the profile runs.
+    """
+    quant = space.compression.get("quant", "fp32")
+    offered = quant.choices if isinstance(quant, Distribution) else [quant]
+    kept = [p for p in offered if p in precisions]  # type: ignore[union-attr]
+    if not kept:
+        raise ConfigError(f"{space.path}: compression.quant: {', '.join(map(str, offered))} "  # type: ignore[arg-type]
+                          f"cannot run on hardware profile {profile!r}, whose precisions are "
+                          f"{', '.join(precisions)}; use one of those")
+    if kept == offered:
+        return space
+    restricted = Distribution(choices=kept) if len(kept) > 1 else kept[0]
+    return space.model_copy(update={"compression": {**space.compression, "quant": restricted}})
 
 
 def _make_spec(

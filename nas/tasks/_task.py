@@ -12,7 +12,8 @@ from torch import nn
 
 from nas._registry import Registry
 from nas.data import Dataset
-from nas.spec import Spec
+from nas.spec import Spec, TrainingSpec
+from nas.train import Distillation
 
 
 class Task(ABC):
@@ -26,12 +27,18 @@ class Task(ABC):
     def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset: ...
 
     @abstractmethod
-    def train(self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None) -> dict[str, Any]:
-        """Train `model` in place on the training split; returns a small log (losses, seconds)."""
+    def train(
+        self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
+        recipe: TrainingSpec | None = None, distill: Distillation | None = None,
+    ) -> dict[str, Any]:
+        """Train `model` in place on the training split with `recipe` (default: the spec's); returns a small log.
+
+        With `distill`, the loss mixes the labels with the teacher's logits for each training case."""
 
     @abstractmethod
-    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int = 16, split: str = "val") -> torch.Tensor:
-        """The first `count` pre-processed inputs of a split: to check an export, or to calibrate INT8 (train)."""
+    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
+        """The first `count` (None: all) pre-processed inputs of a split, in order: to check an export, calibrate
+        INT8 (train), or compute a teacher's logits."""
 
     @abstractmethod
     def scores(self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:

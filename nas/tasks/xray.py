@@ -14,9 +14,9 @@ from torch import nn
 from nas.data import Dataset, load_dataset
 from nas.export import onnx_predict, onnx_session
 from nas.metrics import binary_metrics, threshold_for_sensitivity
-from nas.spec import Spec
+from nas.spec import Spec, TrainingSpec
 from nas.tasks._task import TASKS, Task
-from nas.train import train_classifier
+from nas.train import Distillation, train_classifier
 
 # Pre-processing a deployment must repeat: scale to [0, 1], then (x - MEAN) / STD, resized to the input size.
 MEAN = 0.5
@@ -47,13 +47,17 @@ class XrayTask(Task):
             dataset.derived[key] = preprocess(dataset.split(split).images, input_size)
         return dataset.derived[key]  # type: ignore[return-value]
 
-    def train(self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None) -> dict[str, Any]:
+    def train(
+        self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
+        recipe: TrainingSpec | None = None, distill: Distillation | None = None,
+    ) -> dict[str, Any]:
         images = self.inputs(dataset, "train", spec.input_size)
         labels = torch.from_numpy(dataset.split("train").labels)
-        log = train_classifier(model, images, labels, spec.training, seed=seed, deadline=deadline)
+        log = train_classifier(model, images, labels, recipe or spec.training, seed=seed, deadline=deadline,
+                               distill=distill)
         return {"epoch_losses": log.epoch_losses, "train_seconds": log.seconds}
 
-    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int = 16, split: str = "val") -> torch.Tensor:
+    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
         return self.inputs(dataset, split, spec.input_size)[:count]
 
     def scores(self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The training loop shared by tasks."""
 
-from nas.train.loop import TrainLog, train_classifier
+from nas.train.distill import distillation_loss
+from nas.train.loop import Distillation, TrainLog, train_classifier
 
-__all__ = ["TrainLog", "train_classifier"]
+__all__ = ["Distillation", "TrainLog", "distillation_loss", "train_classifier"]

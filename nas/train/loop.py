@@ -14,6 +14,16 @@ from torch import nn
 from nas import interrupt
 from nas.errors import TrialError
 from nas.spec import TrainingSpec
+from nas.train.distill import distillation_loss
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Teacher logits for every training image (computed once, on un-augmented inputs) and the loss mix."""
+
+    teacher_logits: torch.Tensor
+    temperature: float
+    alpha: float
 
 
 @dataclass
@@ -46,6 +56,7 @@ def train_classifier(
     seed: int,
     deadline: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    distill: Distillation | None = None,
 ) -> TrainLog:
     """Train in place. Raises TrialError on a non-finite loss or when `deadline` (time.monotonic) passes."""
     generator = torch.Generator().manual_seed(seed)
@@ -68,7 +79,12 @@ def train_classifier(
             if len(index) < 2:  # BatchNorm cannot train on a single sample
                 continue
             batch = random_affine(images[index], recipe.augment, generator)
-            loss = F.cross_entropy(model(batch), labels[index])
+            logits = model(batch)
+            if distill is None:
+                loss = F.cross_entropy(logits, labels[index])
+            else:
+                loss = distillation_loss(logits, distill.teacher_logits[index], labels[index],
+                                         temperature=distill.temperature, alpha=distill.alpha)
             if not torch.isfinite(loss):
                 raise TrialError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
                                  f"(learning rate {schedule.get_last_lr()[0]:.3g})")

@@ -21,11 +21,11 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
     calls = {"n": 0}
     original = None
 
-    def flaky_train(model, spec, dataset, *, seed, deadline):
+    def flaky_train(model, spec, dataset, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("simulated out of memory")
-        return original(model, spec, dataset, seed=seed, deadline=deadline)
+        return original(model, spec, dataset, **kwargs)
 
     run = prepare(config(tmp_path))
     original = run.context.task.train
@@ -46,9 +46,9 @@ def test_latency_budget_stops_candidates_before_training(tmp_path, monkeypatch):
     run = prepare(config(tmp_path, max_latency_ms=1e-6, baselines=True, trials=3))
     original = run.context.task.train
 
-    def counting_train(model, spec, dataset, *, seed, deadline):
+    def counting_train(model, spec, dataset, **kwargs):
         trained.append(spec.baseline)
-        return original(model, spec, dataset, seed=seed, deadline=deadline)
+        return original(model, spec, dataset, **kwargs)
 
     monkeypatch.setattr(run.context.task, "train", counting_train)
     run_search(config(tmp_path, max_latency_ms=1e-6, baselines=True, trials=3), run)

@@ -10,8 +10,8 @@ import yaml
 
 from nas.errors import ConfigError
 from nas.models import create_model
-from nas.spaces import Distribution, baseline_params, list_spaces, load_space, sample_spec
-from nas.spec import TrainingSpec
+from nas.spaces import Distribution, baseline_params, for_precisions, list_spaces, load_space, sample_spec
+from nas.spec import CompressionSpec, TrainingSpec
 
 SHIPPED = Path(__file__).resolve().parents[2] / "search_spaces"
 
@@ -155,8 +155,12 @@ def _families(d):
          ["training.epochs", "default 5 is outside [1, 2]"]),
         (lambda d: d["training"].update(lr={"choices": [0.001, 0.01], "default": 0.1}),
          ["training.lr", "not one of the choices"]),
-        (lambda d: d["compression"].update(quant="int8"),
-         ["compression", "quant", "only 'fp32' is supported", "int8"]),
+        (lambda d: d["compression"].update(quant={"choices": ["fp32", "int4"]}),
+         ["compression", "quant", "'int4' is not allowed", "fp32, fp16, int8"]),
+        (lambda d: d["compression"].update(prune_ratio={"low": 0.0, "high": 1.0}),
+         ["compression", "prune_ratio", "1.0 is outside [0, 1)"]),
+        (lambda d: d["compression"].update(prune_ratio=-0.2),
+         ["compression", "prune_ratio", "-0.2 is outside [0, 1)"]),
         (lambda d: d["training"].update(learning_rate=d["training"].pop("lr")),
          ["training", "unknown parameter 'learning_rate'"]),
         (lambda d: d["baselines"][0].update(family="dscnv"), ["baselines.0.family", "did you mean 'dsconv'"]),
@@ -164,7 +168,7 @@ def _families(d):
          ["training.augment", "needs a `default`"]),
     ],
     ids=["family", "family-param", "missing-param", "low-high", "log-low", "default-range", "default-choice",
-         "quant-int8", "training-param", "baseline-family", "no-default"],
+         "quant-int4", "prune-range", "prune-fixed", "training-param", "baseline-family", "no-default"],
 )
 def test_bad_space_names_file_and_field(tmp_path, change, words):
     data = _tiny()
@@ -177,6 +181,55 @@ def test_bad_space_names_file_and_field(tmp_path, change, words):
     assert message.startswith(f"{path}: ")
     for word in words:
         assert word in message
+
+
+def _compressed_space(tmp_path, **compression):
+    data = _tiny()
+    data["compression"] = compression
+    path = tmp_path / "compressed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_space(str(path))
+
+
+def test_sampler_offers_only_the_profiles_precisions(tmp_path):
+    space = _compressed_space(tmp_path, quant={"choices": ["fp32", "fp16", "int8"]})
+    cpu = for_precisions(space, ["fp32", "int8"], "cpu")
+    assert cpu.compression["quant"].choices == ["fp32", "int8"]
+    drawn = {s.compression.quant for s in _sample(cpu, 30)}
+    assert drawn == {"fp32", "int8"}
+
+
+def test_a_precision_the_profile_lacks_is_an_error_naming_its_precisions(tmp_path):
+    space = _compressed_space(tmp_path, quant="fp16")
+    with pytest.raises(ConfigError) as err:
+        for_precisions(space, ["fp32", "int8"], "cpu")
+    message = str(err.value)
+    assert "compression.quant" in message and "fp16" in message and "'cpu'" in message and "fp32, int8" in message
+
+
+def test_distillation_knobs_are_drawn_only_when_distilling(tmp_path):
+    space = _compressed_space(tmp_path, distill={"choices": [False, True]}, temperature={"low": 2.0, "high": 8.0},
+                              alpha={"low": 0.3, "high": 0.9}, prune_ratio={"choices": [0.0, 0.5]},
+                              finetune_epochs={"low": 1, "high": 3})
+    study = _study(5)
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        spec = sample_spec(space, trial, in_channels=1, num_classes=2)
+        c = spec.compression
+        assert ("temperature" in trial.params) == c.distill == ("alpha" in trial.params)
+        assert ("finetune_epochs" in trial.params) == (c.prune_ratio > 0)
+        seen.add((c.distill, c.prune_ratio > 0))
+        study.tell(trial, 0.5)
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_baselines_ship_uncompressed(tmp_path):
+    space = _compressed_space(tmp_path, prune_ratio=0.5, quant="int8", distill=True)
+    study = _study()
+    study.enqueue_trial(baseline_params(space, space.baselines[0]), user_attrs={"baseline": space.baselines[0].name})
+    spec = sample_spec(space, study.ask(), in_channels=1, num_classes=2)
+    assert spec.baseline and spec.compression == CompressionSpec()
 
 
 def test_yaml_syntax_error_gives_line(tmp_path):
