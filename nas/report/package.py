@@ -7,18 +7,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nas._io import write_json
 from nas.compress import load_model, quantize_int8
-from nas.hardware.tensorrt_engine import build_engine, import_tensorrt
 from nas.compress.quantize import CALIBRATION_IMAGES
+from nas.data import Dataset
 from nas.errors import ConfigError, StudyError, unknown_name
 from nas.export import check_parity, preprocessing, to_onnx
-from nas.hardware import load_profile, measure
+from nas.hardware import load_profile, open_target
+from nas.hardware.tensorrt_engine import build_engine, import_tensorrt
 from nas.metrics import binary_metrics, bootstrap_ci, threshold_for_sensitivity
 from nas.report.html import study_dir as find_study_dir
 from nas.report.model_card import write_model_card
 from nas.search.result import TrialResult
-from nas.data import Dataset
 from nas.tasks import Task, get_task
 
 EXPORT_FORMATS = ("onnx", "int8", "tensorrt")
@@ -111,10 +113,11 @@ def export_trial(
     test_labels, test_scores = dataset.split("test").labels, task.scores(deployed, spec, dataset, "test")
     test = binary_metrics(test_labels, test_scores, threshold)
 
-    latency = _latency(folder, result, study_dir, deployed, precision, spec.input_shape)
+    latency = _latency(folder, result, study_dir, deployed, precision, spec.input_shape, model)
     engine = None
     if fmt == "tensorrt":  # built from the artifact verified above; its speed is measured on the target
-        engine = build_engine(deployed, out / "model.engine", precision=precision, input_shape=spec.input_shape)
+        engine = build_engine(deployed, out / "model.engine", precision=spec.compression.quant,
+                              input_shape=spec.input_shape)
         files.append(engine["file"])
     io = {**preprocessing(spec.input_size, spec.in_channels), "file": deployed.name, "precision": precision,
           "threshold": threshold, "positive_class": dataset.positive_class,
@@ -144,13 +147,17 @@ def export_trial(
 
 
 def _latency(folder: Path, result: TrialResult, study_dir: Path, deployed: Path, precision: str,
-             input_shape: tuple[int, ...]) -> dict[str, Any]:
+             input_shape: tuple[int, ...], model: torch.nn.Module) -> dict[str, Any]:
     """The artifact the search scored keeps the study's (re-measured) latency; another precision is measured now,
-    on the study's profile, since its speed is not the scored one's (INT8 can be slower)."""
+    where the study measured (this machine, its agent, or the estimate), since its speed is not the scored one's
+    (INT8 can be slower)."""
     if precision == result.spec.compression.quant:
         remeasured = folder / "remeasured.json"
         return json.loads(remeasured.read_text()) if remeasured.exists() else result.measurement.model_dump()
-    run = study_dir / "run.json"  # absent for studies made before it was written: the profile's name then
-    profile = json.loads(run.read_text())["hardware"] if run.exists() else json.loads(
-        (study_dir / "settings.json").read_text())["hardware"]
-    return measure(deployed, load_profile(profile), precision, input_shape).model_dump()  # type: ignore[arg-type]
+    run = json.loads((study_dir / "run.json").read_text()) if (study_dir / "run.json").exists() else {}
+    hardware = run.get("hardware") or json.loads((study_dir / "settings.json").read_text())["hardware"]
+    target = open_target(load_profile(hardware), device_url=run.get("device_url"),
+                         token_file=run.get("device_token_file"), ca_file=run.get("device_ca_file"),
+                         allow_estimate=bool(run.get("allow_estimate")), any_device=bool(run.get("any_device")))
+    return target.measure(deployed, precision, input_shape,  # type: ignore[arg-type]
+                          model if target.needs_model else None).model_dump()
