@@ -28,3 +28,14 @@ def print_json(data: Any) -> None:
 
 def err(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """Where latencies are taken when the profile's device is not this machine (settled point 5)."""
+    parser.add_argument("--device-url", help="a `nas agent` on the target device, e.g. http://jetson:8765")
+    parser.add_argument("--device-token-file", help="file holding the agent's token")
+    parser.add_argument("--device-ca-file", help="CA certificate to trust for an https:// agent")
+    parser.add_argument("--any-device", action="store_true",
+                        help="measure on the agent even when its device does not match the profile (recorded)")
+    parser.add_argument("--allow-estimate", action="store_true",
+                        help="without a reachable device, use the profile's calibrated estimate (labelled)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas.cli._common import add_json_option, add_study_options, err, print_json
+from nas.cli._common import add_device_options, add_json_option, add_study_options, err, print_json
 from nas.report import front_table, write_report
 from nas.search.final import finalize
 from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace-period", type=float, default=GRACE_PERIOD_S,
                    help="seconds without a heartbeat before a running trial is failed and retried (default 60)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_device_options(p)
     add_json_option(p)
     p.set_defaults(func=run)
 
@@ -72,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         min_sensitivity=args.min_sensitivity, target_sensitivity=args.target_sensitivity, data=args.data,
         positive_class=args.positive_class, baselines=args.baselines, trial_timeout=args.trial_timeout,
         keep_artifacts=args.keep_artifacts, progress=args.progress and sys.stderr.isatty(),
-        grace_period=args.grace_period, teacher=args.teacher,
+        grace_period=args.grace_period, teacher=args.teacher, device_url=args.device_url,
+        device_token_file=args.device_token_file, device_ca_file=args.device_ca_file,
+        allow_estimate=args.allow_estimate, any_device=args.any_device,
     )
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")

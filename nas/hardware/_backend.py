@@ -1,26 +1,39 @@
-"""The latency-backend registry: a backend times an ONNX file on a target and returns a `Measurement`."""
+"""The latency-backend registry: a backend times a deployed artifact on a target and returns a `Measurement`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nas._registry import Registry
 from nas.hardware._measurement import Measurement
 from nas.hardware._profile import HardwareProfile
 from nas.spec import Precision
 
+if TYPE_CHECKING:
+    from torch import nn
+
 
 class LatencyBackend(ABC):
     """Measures deployed artifacts. Backends know nothing of training or of Optuna."""
 
     name: str
+    needs_model: bool = False
+    """True for backends that time the PyTorch module itself (torch-cuda) rather than the ONNX file."""
 
     @abstractmethod
     def measure(
-        self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...]
+        self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...],
+        model: nn.Module | None = None,
     ) -> Measurement:
-        """Time `onnx_path` with input (batch, *input_shape) under the profile's protocol."""
+        """Time `onnx_path` (or `model`, for backends that need it) with input (batch, *input_shape) under the
+        profile's protocol."""
+
+    @classmethod
+    def unavailable(cls, profile: HardwareProfile) -> str | None:
+        """Why this machine cannot measure for `profile` itself (None: it can)."""
+        return None
 
 
 BACKENDS: Registry[type[LatencyBackend]] = Registry("latency backend")
@@ -30,8 +43,9 @@ def create_backend(name: str) -> LatencyBackend:
     return BACKENDS.get(name)()
 
 
-def measure(onnx_path: Path, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...]) -> Measurement:
-    """Measure with the profile's backend."""
+def measure(onnx_path: Path, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...],
+            model: nn.Module | None = None) -> Measurement:
+    """Measure with the profile's backend, on this machine."""
     return create_backend(profile.backend).measure(
-        onnx_path, profile=profile, precision=precision, input_shape=input_shape
+        onnx_path, profile=profile, precision=precision, input_shape=input_shape, model=model
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nas import _yaml
+from nas.errors import ConfigError
 from nas.spec import Precision
 
 
@@ -38,12 +41,55 @@ class Budgets(BaseModel):
     max_memory_mb: float | None = Field(default=None, gt=0)
 
 
+class SpecSheet(BaseModel):
+    """Published figures of the target, the latency estimate's starting point (sources in the YAML's comments)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fp32_tflops: float | None = Field(default=None, gt=0, description="dense FP32 peak")
+    fp16_tflops: float | None = Field(default=None, gt=0, description="dense FP16 peak (tensor cores)")
+    int8_tops: float | None = Field(default=None, gt=0, description="dense INT8 peak (tensor cores)")
+    memory_bandwidth_gbs: float = Field(gt=0)
+    sm_count: int | None = Field(default=None, ge=1)
+    gpu_clock_mhz: float | None = Field(default=None, gt=0)
+    memory_gb: float | None = Field(default=None, gt=0)
+
+
+class PublishedLatency(BaseModel):
+    """One published measurement the estimate is calibrated on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="a timm model name, e.g. resnet18, mobilenetv3_small_100")
+    input_size: int = Field(ge=8)
+    in_channels: int = Field(default=3, ge=1)
+    precision: Precision
+    batch: int = Field(default=1, ge=1)
+    p50_ms: float = Field(gt=0)
+
+
+class Calibration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    points: list[PublishedLatency] = Field(min_length=1)
+
+
+DeviceKind = Literal["cpu", "cuda-gpu", "jetson"]
+
+
 class HardwareProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     description: str
     backend: str
+    """The runtime that measures: onnxruntime (CPU), torch-cuda, tensorrt."""
+    device_kind: DeviceKind = "cpu"
+    device_match: str | None = Field(
+        default=None, description="case-insensitive text the measuring device's name must contain (None: any)")
+    aliases: list[str] = Field(default_factory=list, description="other names --hardware accepts for this profile")
+    input_layout: Literal["NCHW"] = "NCHW"
     precisions: list[Precision] = Field(min_length=1)
     threads: int | None = Field(default=None, ge=1)
     batch: int = Field(default=1, ge=1)
@@ -51,6 +97,8 @@ class HardwareProfile(BaseModel):
     channel_multiple: int = Field(default=1, ge=1)
     budgets: Budgets = Budgets()
     protocol: Protocol = Protocol()
+    spec_sheet: SpecSheet | None = None
+    calibration: Calibration | None = None
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("backend")
@@ -64,7 +112,15 @@ class HardwareProfile(BaseModel):
 
 
 def load_profile(name_or_path: str) -> HardwareProfile:
-    path = _yaml.find("hardware profile", name_or_path, "hardware_profiles")
+    """A profile by file path, name, or one of a profile's `aliases` (jetson-orin is the AGX Orin)."""
+    try:
+        path = _yaml.find("hardware profile", name_or_path, "hardware_profiles")
+    except ConfigError:
+        aliased = [p for p in _yaml.available("hardware_profiles").values()
+                   if name_or_path in (_yaml.read_mapping(p).get("aliases") or [])]
+        if not aliased:
+            raise
+        path = aliased[0]
     return _yaml.load_model(HardwareProfile, path).model_copy(update={"path": path})
 
 

@@ -49,7 +49,8 @@ class OnnxRuntimeCPU(LatencyBackend):
     name = "onnxruntime"
 
     def measure(
-        self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...]
+        self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...],
+        model: object = None,
     ) -> Measurement:
         if precision not in CPU_PRECISIONS or precision not in profile.precisions:
             raise ConfigError(f"precision {precision!r} is not available on profile {profile.name!r}; "

@@ -11,12 +11,13 @@ from typing import Any
 from optuna.trial import TrialState
 
 from nas._io import write_json
-from nas.hardware import Measurement, measure
+from nas.compress import load_model
+from nas.hardware import Measurement
 from nas.search.objectives import resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
 from nas.search.runner import SearchRun, constraint_values
-from nas.search.trial import DEPLOYED_ONNX, FLOAT_ONNX
+from nas.search.trial import DEPLOYED_ONNX, FLOAT_ONNX, deployed_artifact
 
 SCHEMA_VERSION = 1
 ARTIFACTS = ("model.pt", DEPLOYED_ONNX, FLOAT_ONNX)
@@ -48,8 +49,10 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     say(f"re-measuring {len(reported)} model(s) on {ctx.profile.name} in one session ...")
     remeasured: dict[int, Measurement] = {}
     for number, r in sorted(reported.items()):
-        onnx_path = ctx.trial_dir(number) / "model.onnx"
-        remeasured[number] = measure(onnx_path, ctx.profile, r.spec.compression.quant, r.spec.input_shape)
+        folder = ctx.trial_dir(number)
+        model = load_model(r.spec, folder / "model.pt") if ctx.target.needs_model else None
+        remeasured[number] = ctx.target.measure(folder / DEPLOYED_ONNX, r.spec.compression.quant, r.spec.input_shape,
+                                                model)
         write_json(ctx.trial_dir(number) / "remeasured.json", remeasured[number].model_dump())
     final = [r.model_copy(update={"measurement": remeasured[r.trial]}) for r in front]
     still = non_dominated([[o.value(r) for o in objectives] for r in final], directions) if final else []
@@ -117,7 +120,7 @@ def score_on_test(run: SearchRun, result: TrialResult) -> dict[str, float]:
     if path.exists():
         return json.loads(path.read_text())
     metrics = run.context.task.evaluate(
-        run.context.trial_dir(result.trial) / "model.onnx", result.spec, run.context.dataset, "test",
+        deployed_artifact(result.spec, run.context.trial_dir(result.trial)), result.spec, run.context.dataset, "test",
         threshold=result.metrics["val"]["threshold"], target_sensitivity=run.settings.target_sensitivity,
     )
     write_json(path, metrics)

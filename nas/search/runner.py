@@ -22,7 +22,7 @@ from nas import interrupt
 from nas._io import file_digest, write_json
 from nas.interrupt import graceful_stop
 from nas.errors import ConfigError, StudyError
-from nas.hardware import load_profile
+from nas.hardware import load_profile, open_target
 from nas.hardware.onnxruntime_cpu import available_threads
 from nas.search.objectives import DEFAULT_OBJECTIVES, resolve_objectives
 from nas.search.study import (
@@ -72,12 +72,21 @@ class SearchConfig:
     """Training threads (default: every core this process may use); local workers split the cores."""
     teacher: str | None = None
     """Checkpoint folder distillation learns from; default: the study's best validation-AUC model so far."""
+    device_url: str | None = None
+    """A `nas agent` on the target device: every latency is measured there, over HTTP."""
+    device_token_file: str | None = None
+    device_ca_file: str | None = None
+    allow_estimate: bool = False
+    """Without a reachable device, use the profile's calibrated estimate (labelled `estimated` everywhere)."""
+    any_device: bool = False
+    """Measure on the agent even when its device does not match the profile (the records say what it was)."""
 
 
 # What a worker needs to run the study's trials as its creator would, beyond the strict settings.
 RUN_FIELDS = ("task", "hardware", "space", "trials", "epochs", "objectives", "sampler", "population", "seed",
               "max_latency_ms", "min_sensitivity", "target_sensitivity", "data", "positive_class", "trial_timeout",
-              "keep_artifacts", "teacher")
+              "keep_artifacts", "teacher", "device_url", "device_token_file", "device_ca_file", "allow_estimate",
+              "any_device")
 
 
 @dataclass
@@ -108,6 +117,9 @@ def prepare(config: SearchConfig) -> SearchRun:
         raise ConfigError(f"{space.path}: search space {space.name!r} is for task {space.task!r}, not {task.name!r}")
     profile = load_profile(config.hardware)
     space = for_precisions(space, profile.precisions, profile.name)
+    target = open_target(profile, device_url=config.device_url, token_file=config.device_token_file,
+                         ca_file=config.device_ca_file, allow_estimate=config.allow_estimate,
+                         any_device=config.any_device)
     fixed_teacher = teacher_from_path(config.teacher) if config.teacher else None
     budget = config.max_latency_ms if config.max_latency_ms is not None else profile.budgets.max_latency_ms
     objectives = resolve_objectives(config.objectives)
@@ -121,6 +133,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         max_latency_ms=budget, min_sensitivity=config.min_sensitivity,
         target_sensitivity=config.target_sensitivity, data=str(dataset.path),
         data_fingerprint=dataset.fingerprint, seed=config.seed,
+        latency_method={"local": "measured", "remote": "remote", "estimate": "estimated"}[target.how],
     )
     storage = open_storage(storage_url(config.storage, Path(config.results), name), grace_period=config.grace_period)
     # Seeded by the history's length and the worker, so a resumed or parallel process does not replay the draws.
@@ -141,7 +154,7 @@ def prepare(config: SearchConfig) -> SearchRun:
     write_json(results_dir / "run.json", study.user_attrs.get(RUN_ATTR, {}))
     write_json(results_dir / "environment.json", study.user_attrs.get(ENVIRONMENT_ATTR, {}))
     context = TrialContext(
-        task=task, space=space, profile=profile, dataset=dataset, results_dir=results_dir, seed=config.seed,
+        task=task, space=space, profile=profile, target=target, dataset=dataset, results_dir=results_dir, seed=config.seed,
         target_sensitivity=config.target_sensitivity, max_latency_ms=budget,
         max_epochs=config.epochs, trial_timeout=config.trial_timeout,
         teacher=(lambda: fixed_teacher) if fixed_teacher else (lambda: best_in_study(study, results_dir / "trials")),
@@ -156,7 +169,8 @@ def portable_refs(config: SearchConfig) -> dict[str, str | None]:
         return str(Path(value).resolve()) if value and Path(value).exists() else value
 
     return {"space": ref(config.space), "hardware": ref(config.hardware), "data": ref(config.data),
-            "teacher": ref(config.teacher)}
+            "teacher": ref(config.teacher), "device_token_file": ref(config.device_token_file),
+            "device_ca_file": ref(config.device_ca_file)}
 
 
 def config_from_study(study: str, storage: str, *, results: Path, worker: int, **overrides: object) -> SearchConfig:

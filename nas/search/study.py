@@ -46,10 +46,13 @@ class StudySettings(BaseModel):
     data: str
     data_fingerprint: str
     seed: int
+    latency_method: str = "measured"
+    """measured (here), remote (an agent on the device) or estimated: a study never mixes them."""
 
     # What must match for a study to resume (settled point 12); seed and sampler may change between runs.
     STRICT: ClassVar[tuple[str, ...]] = ("task", "space_digest", "hardware_digest", "objectives", "max_latency_ms",
-                               "min_sensitivity", "target_sensitivity", "data_fingerprint")
+                               "min_sensitivity", "target_sensitivity", "data_fingerprint",
+                               "latency_method")
 
     def differences(self, stored: StudySettings) -> list[str]:
         out = []

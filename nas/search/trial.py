@@ -15,12 +15,12 @@ import torch
 
 from nas import interrupt
 from nas._io import atomic_write_bytes, write_json
-from nas.compress import build_model, plan_channels, prune_to_channels, quantize_int8
+from nas.compress import build_model, load_model, plan_channels, prune_to_channels, quantize_int8
 from nas.compress.quantize import CALIBRATION_IMAGES
 from nas.data import Dataset
 from nas.errors import TrialError
-from nas.export import check_parity, to_onnx
-from nas.hardware import HardwareProfile, Measurement, measure
+from nas.export import Predictor, check_parity, half_precision_predictor, to_onnx
+from nas.hardware import HardwareProfile, Measurement, Target
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
 from nas.search.result import TrialResult
@@ -48,6 +48,7 @@ class TrialContext:
     task: Task
     space: SearchSpace
     profile: HardwareProfile
+    target: Target
     dataset: Dataset
     results_dir: Path
     seed: int
@@ -120,8 +121,9 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     val = float_val
     if quantized:
         calibration = ctx.task.sample_inputs(spec, ctx.dataset, CALIBRATION_IMAGES, "train").numpy()
-        deployed = quantize_int8(float_onnx, out / DEPLOYED_ONNX, calibration, method=spec.compression.calibration)
-        val = ctx.task.evaluate(deployed, spec, ctx.dataset, "val", threshold=None,
+        quantize_int8(float_onnx, out / DEPLOYED_ONNX, calibration, method=spec.compression.calibration)
+    if spec.compression.quant != "fp32":
+        val = ctx.task.evaluate(deployed_artifact(spec, out, model), spec, ctx.dataset, "val", threshold=None,
                                 target_sensitivity=ctx.target_sensitivity)
     seconds["evaluate"] = time.monotonic() - started
     result = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
@@ -131,18 +133,30 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     return result
 
 
+def deployed_artifact(spec: Spec, folder: Path, model: torch.nn.Module | None = None) -> Path | Predictor:
+    """What a candidate ships as, for scoring: model.onnx (INT8 for an int8 candidate), or for fp16 the model run
+    in half precision, since fp16 runtimes convert the float model themselves."""
+    if spec.compression.quant == "fp16":
+        return half_precision_predictor(model if model is not None else load_model(spec, folder / "model.pt"))
+    return folder / DEPLOYED_ONNX
+
+
 def measure_precisions(ctx: TrialContext, model: torch.nn.Module, spec: Spec, out: Path) -> dict[str, Measurement]:
     """The deployed precision, and fp32 beside any lower one, so a quantization that does not pay is visible.
 
     INT8 scales do not change speed, so phase 1 calibrates on a few training images only (settled point 1).
     """
+    module = model if ctx.target.needs_model else None
     with tempfile.TemporaryDirectory(prefix="shape-", dir=out) as tmp:
         fp32 = to_onnx(model, spec.input_shape, Path(tmp) / "fp32.onnx")
-        measured = {"fp32": measure(fp32, ctx.profile, "fp32", spec.input_shape)}
-        if spec.compression.quant == "int8":
+        measured = {"fp32": ctx.target.measure(fp32, "fp32", spec.input_shape, module)}
+        quant = spec.compression.quant
+        if quant == "int8":
             calibration = ctx.task.sample_inputs(spec, ctx.dataset, 32, "train").numpy()
             int8 = quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration)
-            measured["int8"] = measure(int8, ctx.profile, "int8", spec.input_shape)
+            measured["int8"] = ctx.target.measure(int8, "int8", spec.input_shape, module)
+        elif quant != "fp32":  # fp16: the runtime converts the float model itself
+            measured[quant] = ctx.target.measure(fp32, quant, spec.input_shape, module)
     return measured
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from nas._registry import Registry
 from nas.data import Dataset
+from nas.export import Predictor
 from nas.spec import Spec, TrainingSpec
 from nas.train import Distillation
 
@@ -41,12 +42,13 @@ class Task(ABC):
         INT8 (train), or compute a teacher's logits."""
 
     @abstractmethod
-    def scores(self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
-        """The deployed artifact's positive-class score for every case of `split`."""
+    def scores(self, artifact: Path | Predictor, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
+        """The deployed artifact's positive-class score for every case of `split`: an ONNX file, or a predictor
+        for artifacts a runtime builds itself (fp16)."""
 
     @abstractmethod
     def evaluate(
-        self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str, *, threshold: float | None,
+        self, artifact: Path | Predictor, spec: Spec, dataset: Dataset, split: str, *, threshold: float | None,
         target_sensitivity: float,
     ) -> dict[str, float]:
         """Metrics of the deployed ONNX artifact on `split`; `threshold` None means choose it on this split."""

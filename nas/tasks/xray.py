@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.data import Dataset, load_dataset
-from nas.export import onnx_predict, onnx_session
+from nas.export import Predictor, onnx_predict, onnx_session
 from nas.metrics import binary_metrics, threshold_for_sensitivity
 from nas.spec import Spec, TrainingSpec
 from nas.tasks._task import TASKS, Task
@@ -60,17 +60,18 @@ class XrayTask(Task):
     def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
         return self.inputs(dataset, split, spec.input_size)[:count]
 
-    def scores(self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
-        logits = onnx_predict(onnx_session(onnx_path), self.inputs(dataset, split, spec.input_size).numpy())
+    def scores(self, artifact: Path | Predictor, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
+        inputs = self.inputs(dataset, split, spec.input_size).numpy()
+        logits = onnx_predict(onnx_session(artifact), inputs) if isinstance(artifact, Path) else artifact(inputs)
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         return probs[:, 1]
 
     def evaluate(
-        self, onnx_path: Path, spec: Spec, dataset: Dataset, split: str, *, threshold: float | None,
+        self, artifact: Path | Predictor, spec: Spec, dataset: Dataset, split: str, *, threshold: float | None,
         target_sensitivity: float,
     ) -> dict[str, float]:
-        scores = self.scores(onnx_path, spec, dataset, split)
+        scores = self.scores(artifact, spec, dataset, split)
         labels = dataset.split(split).labels
         if threshold is None:
             threshold = threshold_for_sensitivity(labels, scores, target_sensitivity)

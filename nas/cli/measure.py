@@ -1,0 +1,73 @@
+"""`nas measure MODEL.onnx --hardware P`: one model's latency record, measured (here or on an agent) or estimated."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import onnx
+
+from nas.cli._common import add_device_options, add_json_option, print_json
+from nas.errors import ConfigError
+from nas.hardware import load_profile, open_target
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "measure", help="measure one ONNX model on a hardware profile", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Measure one ONNX model's latency under a profile's protocol and print its record.\n\n"
+                    "examples:\n  nas measure model.onnx --hardware cpu\n"
+                    "  nas measure model.onnx --hardware jetson-orin --device-url http://jetson:8765 "
+                    "--device-token-file token\n  nas measure model.onnx --hardware jetson-orin-nano --allow-estimate")
+    p.add_argument("model", type=Path, help="an ONNX file with one image input (N, C, H, W); N may be dynamic")
+    p.add_argument("--hardware", default="cpu", help="hardware profile name or YAML path (see `nas profiles`)")
+    p.add_argument("--precision", help="fp32, fp16 or int8 (default: the profile's first); an int8 model is a QDQ file")
+    p.add_argument("--batch", type=int, help="batch size (default: the profile's)")
+    add_device_options(p)
+    add_json_option(p)
+    p.set_defaults(func=run)
+
+
+def input_shape(path: Path) -> tuple[int, ...]:
+    if not path.is_file():
+        raise ConfigError(f"no such ONNX file: {path}")
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # protobuf decode errors have many types
+        raise ConfigError(f"{path} is not an ONNX model: {exc}") from None
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim][1:] if inputs else []
+    if len(inputs) != 1 or not dims or any(d <= 0 for d in dims):
+        raise ConfigError(f"{path}: expected one input with a static (C, H, W) after the batch axis")
+    return tuple(dims)
+
+
+def run(args: argparse.Namespace) -> int:
+    profile = load_profile(args.hardware)
+    if args.batch is not None:
+        if args.batch < 1:
+            raise ConfigError(f"--batch must be at least 1, got {args.batch}")
+        profile = profile.model_copy(update={"batch": args.batch})
+    precision = args.precision or profile.precisions[0]
+    if precision not in profile.precisions:
+        raise ConfigError(f"--precision {precision} is not one of profile {profile.name!r}'s precisions: "
+                          f"{', '.join(profile.precisions)}")
+    shape = input_shape(args.model)
+    target = open_target(profile, device_url=args.device_url, token_file=args.device_token_file,
+                         ca_file=args.device_ca_file, allow_estimate=args.allow_estimate, any_device=args.any_device)
+    if target.needs_model:
+        raise ConfigError(f"profile {profile.name!r} times the PyTorch model ({profile.backend}), not an ONNX file; "
+                          "measure a trial through nas search / nas export, or use an ONNX profile")
+    m = target.measure(args.model, precision, shape)  # type: ignore[arg-type]
+    if args.json:
+        print_json({"model": str(args.model), "hardware": profile.name, "input_shape": list(shape),
+                    "measurement": m.model_dump()})
+        return 0
+    label = " (ESTIMATED)" if m.method == "estimated" else ""
+    print(f"{args.model}: p50 {m.p50_ms:.3f} ms, p95 {m.p95_ms:.3f} ms, p99 {m.p99_ms:.3f} ms{label}")
+    print(f"  {m.backend} ({m.runtime_version}), {m.precision}, batch {m.batch}, {m.method} on {m.device}")
+    if m.throughput_ips:
+        print(f"  throughput {m.throughput_ips:.0f} images/s at batch {m.throughput_batch}; cv {m.cv:.3f}, "
+              f"{m.runs} runs")
+    return 0
