@@ -14,7 +14,8 @@ from nas.errors import NasError
 
 
 # One module per verb under nas/cli/, each with register(subparsers); listed here in `nas --help` order.
-VERBS = ("search", "worker", "export", "spaces", "profiles", "measure", "report", "pick", "dashboard")
+VERBS = ("search", "worker", "export", "spaces", "profiles", "measure", "calibrate", "agent", "report", "pick",
+         "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,5 +21,6 @@ def run(args: argparse.Namespace) -> int:
         print_json([{**p.model_dump(mode="json"), "path": str(p.path)} for p in profiles])
         return 0
     for p in profiles:
-        print(f"{p.name:<18} {p.backend:<12} {','.join(p.precisions):<12} {p.description}")
+        aliases = f" (also: {', '.join(p.aliases)})" if p.aliases else ""
+        print(f"{p.name:<18} {p.backend:<12} {','.join(p.precisions):<15} {p.description}{aliases}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nas import _yaml
 from nas.errors import ConfigError
@@ -99,7 +99,15 @@ class HardwareProfile(BaseModel):
     protocol: Protocol = Protocol()
     spec_sheet: SpecSheet | None = None
     calibration: Calibration | None = None
+    calibration_from: str | None = Field(
+        default=None, description="a profile whose calibration fit this one's estimate reuses, with its own spec sheet")
     path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_calibration(self) -> HardwareProfile:
+        if self.calibration is not None and self.calibration_from is not None:
+            raise ValueError("give `calibration` (published points) or `calibration_from` (another profile), not both")
+        return self
 
     @field_validator("backend")
     @classmethod

@@ -52,9 +52,12 @@ class Target:
 def mismatch(profile: HardwareProfile, info: dict) -> list[str]:
     """How a device (an agent's /info) differs from what the profile describes (settled point 5)."""
     problems = []
-    if profile.backend not in info.get("runtimes", {}):
-        problems.append(f"it has no {profile.backend} runtime (it has: {', '.join(info.get('runtimes', {})) or 'none'})")
-    if info.get("device_kind") != profile.device_kind:
+    measurable = info.get("measurable", {})
+    if profile.backend not in measurable:
+        problems.append(f"it cannot measure with {profile.backend} (it measures with: "
+                        f"{', '.join(measurable) or 'nothing'})")
+    # Every machine has a CPU: a cpu profile matches any agent running ONNX Runtime, GPU machines included.
+    if profile.device_kind != "cpu" and info.get("device_kind") != profile.device_kind:
         problems.append(f"it is a {info.get('device_kind')} device, the profile a {profile.device_kind}")
     if profile.device_match and profile.device_match.lower() not in str(info.get("device", "")).lower():
         problems.append(f"its device {info.get('device')!r} is not a {profile.device_match!r}")
@@ -83,6 +86,9 @@ def open_target(profile: HardwareProfile, *, device_url: str | None = None, toke
     if reason is None:
         return Target(profile, "local")
     if allow_estimate:
+        from nas.hardware.estimate import fit_profile
+
+        fit_profile(profile)  # a profile that cannot be estimated fails here, before any training
         return Target(profile, "estimate", device=f"{profile.description} (estimated)")
     if BACKENDS.get(profile.backend).needs_model:
         raise ConfigError(f"hardware profile {profile.name!r} times PyTorch models with {profile.backend}, but "

@@ -80,8 +80,7 @@ class OnnxRuntimeCPU(LatencyBackend):
             start_new_session=True,  # a terminal's Ctrl-C reaches the search, which stops after this timing
         )
         if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise TrialError(f"ONNX Runtime could not run {onnx_path}: {last}")
+            raise TrialError(f"ONNX Runtime could not run {onnx_path}: {_final_exception(proc.stderr)}")
         result = json.loads(proc.stdout)
         return Measurement(
             **summarize(np.asarray(result["times_ms"])),
@@ -91,6 +90,15 @@ class OnnxRuntimeCPU(LatencyBackend):
             runtime_version=f"onnxruntime {result['runtime_version']}", device=device, precision=precision,
             batch=profile.batch, threads=threads, method="measured", load_avg=result["load_avg"],
         )
+
+
+def _final_exception(stderr: str) -> str:
+    """The traceback's last exception with its continuation lines: ONNX Runtime puts the cause before a generic
+    last line ("Please fix either the inputs/outputs or the model.")."""
+    lines = stderr.strip().splitlines() or ["no output"]
+    start = max((i for i, line in enumerate(lines) if line and not line[0].isspace()
+                 and not line.startswith("Traceback")), default=len(lines) - 1)
+    return " ".join(line.strip() for line in lines[start:])
 
 
 BACKENDS.register(OnnxRuntimeCPU.name, OnnxRuntimeCPU)

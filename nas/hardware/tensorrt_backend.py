@@ -18,6 +18,7 @@ from nas.hardware._backend import BACKENDS, LatencyBackend
 from nas.hardware._measurement import Measurement, summarize
 from nas.hardware._profile import HardwareProfile
 from nas.hardware.onnxruntime_cpu import device_lock
+from nas.hardware.device_info import local_device_info
 from nas.hardware.tensorrt_engine import build_engine, import_tensorrt
 from nas.hardware.torch_cuda import time_cuda_runs
 from nas.spec import Precision
@@ -35,7 +36,7 @@ class TensorRT(LatencyBackend):
             return "TensorRT is not installed here"
         if not torch.cuda.is_available():
             return "there is no CUDA device here"
-        name = torch.cuda.get_device_name()
+        name = local_device_info()["device"]  # a Jetson's board name; torch only says "Orin"
         if profile.device_match and profile.device_match.lower() not in name.lower():
             return f"this GPU is {name!r}, not a {profile.device_match!r}"
         return None
@@ -60,7 +61,7 @@ class TensorRT(LatencyBackend):
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         context = engine.create_execution_context()
-        device = torch.cuda.get_device_name()
+        device = local_device_info()["device"]
         with device_lock(device):
             torch.cuda.reset_peak_memory_stats()
             run = _bind(engine, context, profile.batch, input_shape)

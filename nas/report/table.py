@@ -19,4 +19,8 @@ def front_table(doc: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i != 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    methods = {m["latency"]["method"] for m in doc["members"] + doc.get("baselines", [])}
+    if "estimated" in methods:
+        lines.append(f"latencies are ESTIMATED for {doc['hardware']} (a calibrated model of the device, not a "
+                     "measurement); measure on the device with nas agent and --device-url")
     return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""`nas agent`: serve this device's latency measurements over HTTP, for searches run from another machine."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from pathlib import Path
+
+from nas.cli._common import err
+from nas.errors import ConfigError
+
+EPILOG = """examples:
+  nas agent                                             # loopback only, no token: tests, an SSH tunnel
+  nas agent --host 0.0.0.0 --token-file ~/.nas-token    # reachable from the network, token required
+  nas agent --host 0.0.0.0 --token-file ~/.nas-token --ssl-certfile cert.pem --ssl-keyfile key.pem
+
+Measurements queue: one model is timed at a time, so concurrent searches do not disturb each other's numbers."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "agent", help="serve this device's latency measurements over HTTP", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Time uploaded ONNX models on this machine (the deployment target) for a search running "
+                    "elsewhere. Off loopback it needs a token, and serves HTTPS with a certificate and key.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    p.add_argument("--token-file", type=Path, metavar="PATH",
+                   help="file holding the token clients must send (required off loopback)")
+    p.add_argument("--max-upload-mb", type=float, default=200, help="largest ONNX upload accepted (default 200)")
+    p.add_argument("--ssl-certfile", type=Path, metavar="PATH", help="TLS certificate: serve https://")
+    p.add_argument("--ssl-keyfile", type=Path, metavar="PATH", help="TLS private key of --ssl-certfile")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    host = args.host.strip("[]")  # an IPv6 address may come in URL brackets
+    if args.token_file is None and not _is_loopback(host):
+        raise ConfigError(f"refusing to listen on {host} without a token: anyone who can reach it could use this "
+                          "device; pass --token-file PATH (a file holding a secret), or keep --host 127.0.0.1")
+    token = _read_token(args.token_file) if args.token_file else None
+    if args.max_upload_mb <= 0:
+        raise ConfigError(f"--max-upload-mb must be above 0, got {args.max_upload_mb:g}")
+    for option, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{option} {path} is not a file")
+    if args.ssl_keyfile and not args.ssl_certfile:
+        raise ConfigError("--ssl-keyfile needs --ssl-certfile, the certificate the key belongs to")
+
+    import uvicorn  # imported here so that `nas --help` and a refused start stay quick
+
+    from nas.agent import create_app
+    from nas.hardware.device_info import local_device_info
+
+    app = create_app(token=token, max_upload_mb=args.max_upload_mb)
+    info = local_device_info()
+    scheme = "https" if args.ssl_certfile else "http"
+    where = f"[{host}]" if ":" in host else host
+    err(f"nas agent serving {info['device']} ({', '.join(info['runtimes']) or 'no runtimes'}) at "
+        f"{scheme}://{where}:{args.port}{'' if token else ' without a token'} (Ctrl-C to stop)")
+    uvicorn.run(app, host=host, port=args.port, log_level="warning",
+                ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
+                ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None)
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to a public address
+        return False
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --token-file {path}: {exc.strerror or exc}") from None
+    if not token:
+        raise ConfigError(f"--token-file {path} is empty; put a secret in it, e.g. "
+                          "python -c 'import secrets; print(secrets.token_urlsafe(32))' > PATH")
+    return token
