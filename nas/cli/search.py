@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace-period", type=float, default=GRACE_PERIOD_S,
                    help="seconds without a heartbeat before a running trial is failed and retried (default 60)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--train-device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where candidates train (default auto: cuda when PyTorch sees a GPU)")
     add_device_options(p)
     add_json_option(p)
     p.set_defaults(func=run)
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         keep_artifacts=args.keep_artifacts, progress=args.progress and sys.stderr.isatty(),
         grace_period=args.grace_period, teacher=args.teacher, device_url=args.device_url,
         device_token_file=args.device_token_file, device_ca_file=args.device_ca_file,
-        allow_estimate=args.allow_estimate, any_device=args.any_device,
+        allow_estimate=args.allow_estimate, any_device=args.any_device, train_device=args.train_device,
     )
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")

@@ -80,13 +80,15 @@ class SearchConfig:
     """Without a reachable device, use the profile's calibrated estimate (labelled `estimated` everywhere)."""
     any_device: bool = False
     """Measure on the agent even when its device does not match the profile (the records say what it was)."""
+    train_device: str = "auto"
+    """Where candidates train: cpu, cuda, or auto (cuda when PyTorch sees a GPU). Latency is measured apart."""
 
 
 # What a worker needs to run the study's trials as its creator would, beyond the strict settings.
 RUN_FIELDS = ("task", "hardware", "space", "trials", "epochs", "objectives", "sampler", "population", "seed",
               "max_latency_ms", "min_sensitivity", "target_sensitivity", "data", "positive_class", "trial_timeout",
               "keep_artifacts", "teacher", "device_url", "device_token_file", "device_ca_file", "allow_estimate",
-              "any_device")
+              "any_device", "train_device")
 
 
 @dataclass
@@ -157,9 +159,18 @@ def prepare(config: SearchConfig) -> SearchRun:
         task=task, space=space, profile=profile, target=target, dataset=dataset, results_dir=results_dir, seed=config.seed,
         target_sensitivity=config.target_sensitivity, max_latency_ms=budget,
         max_epochs=config.epochs, trial_timeout=config.trial_timeout,
+        train_device=resolve_train_device(config.train_device),
         teacher=(lambda: fixed_teacher) if fixed_teacher else (lambda: best_in_study(study, results_dir / "trials")),
     )
     return SearchRun(study=study, context=context, settings=settings, created=created)
+
+
+def resolve_train_device(choice: str) -> str:
+    if choice not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--train-device must be auto, cpu or cuda, got {choice!r}")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--train-device cuda: PyTorch sees no CUDA device here; use cpu (or auto)")
+    return "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)
 
 
 def portable_refs(config: SearchConfig) -> dict[str, str | None]:

@@ -56,6 +56,7 @@ class TrialContext:
     max_latency_ms: float | None
     max_epochs: int | None
     trial_timeout: float | None
+    train_device: str = "cpu"
     teacher: Callable[[], Teacher | None] = field(default=lambda: None)
     """The model distillation learns from, looked up when a trial needs one (the study's best so far)."""
 
@@ -100,14 +101,16 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     started = time.monotonic()
     distill, teacher = distillation(ctx, spec, flags)
     seed = ctx.seed + trial.number
-    train_log = ctx.task.train(model, spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill)
+    train_log = ctx.task.train(model, spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill,
+                               device=ctx.train_device)
+    train_log["device"] = ctx.train_device
     if spec.compression.channels:
         prune_to_channels(model, spec, spec.compression.channels)
         epochs = min(spec.compression.finetune_epochs, ctx.max_epochs or spec.compression.finetune_epochs)
         if epochs:
             recipe = spec.training.model_copy(update={"epochs": epochs, "lr": spec.training.lr * FINETUNE_LR_SCALE})
             finetune = ctx.task.train(model, spec, ctx.dataset, seed=seed + 1, deadline=deadline, recipe=recipe,
-                                      distill=distill)
+                                      distill=distill, device=ctx.train_device)
             train_log["finetune_epoch_losses"] = finetune["epoch_losses"]
     seconds["train"] = time.monotonic() - started
     interrupt.check()

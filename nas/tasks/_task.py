@@ -30,7 +30,7 @@ class Task(ABC):
     @abstractmethod
     def train(
         self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
-        recipe: TrainingSpec | None = None, distill: Distillation | None = None,
+        recipe: TrainingSpec | None = None, distill: Distillation | None = None, device: str = "cpu",
     ) -> dict[str, Any]:
         """Train `model` in place on the training split with `recipe` (default: the spec's); returns a small log.
 

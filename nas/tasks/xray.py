@@ -49,12 +49,12 @@ class XrayTask(Task):
 
     def train(
         self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
-        recipe: TrainingSpec | None = None, distill: Distillation | None = None,
+        recipe: TrainingSpec | None = None, distill: Distillation | None = None, device: str = "cpu",
     ) -> dict[str, Any]:
         images = self.inputs(dataset, "train", spec.input_size)
         labels = torch.from_numpy(dataset.split("train").labels)
         log = train_classifier(model, images, labels, recipe or spec.training, seed=seed, deadline=deadline,
-                               distill=distill)
+                               distill=distill, device=device)
         return {"epoch_losses": log.epoch_losses, "train_seconds": log.seconds}
 
     def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:

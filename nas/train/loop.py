@@ -43,7 +43,7 @@ def random_affine(images: torch.Tensor, strength: float, generator: torch.Genera
     tx, ty = u() * 0.1 * strength, u() * 0.1 * strength
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
 
 
@@ -57,10 +57,15 @@ def train_classifier(
     deadline: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     distill: Distillation | None = None,
+    device: str = "cpu",
 ) -> TrainLog:
-    """Train in place. Raises TrialError on a non-finite loss or when `deadline` (time.monotonic) passes."""
+    """Train in place on `device` (the model comes back on the CPU, for export). Raises TrialError on a non-finite
+    loss or when `deadline` (time.monotonic) passes."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    model.to(device)
+    images, labels = images.to(device), labels.to(device)
+    teacher_logits = distill.teacher_logits.to(device) if distill is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
@@ -75,7 +80,7 @@ def train_classifier(
         order = torch.randperm(len(labels), generator=generator)
         running = 0.0
         for step in range(steps_per_epoch):
-            index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size].to(device)
             if len(index) < 2:  # BatchNorm cannot train on a single sample
                 continue
             batch = random_affine(images[index], recipe.augment, generator)
@@ -83,7 +88,7 @@ def train_classifier(
             if distill is None:
                 loss = F.cross_entropy(logits, labels[index])
             else:
-                loss = distillation_loss(logits, distill.teacher_logits[index], labels[index],
+                loss = distillation_loss(logits, teacher_logits[index], labels[index],
                                          temperature=distill.temperature, alpha=distill.alpha)
             if not torch.isfinite(loss):
                 raise TrialError(f"training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
@@ -99,6 +104,6 @@ def train_classifier(
         log.epoch_losses.append(running / len(labels))
         if on_epoch is not None:
             on_epoch(epoch + 1, log.epoch_losses[-1])
-    model.eval()
+    model.eval().to("cpu")
     log.seconds = time.monotonic() - start
     return log

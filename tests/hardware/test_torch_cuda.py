@@ -111,5 +111,27 @@ def test_a_search_on_the_gpu_profile_measures_and_scores_fp16_candidates(tmp_pat
     assert set(r["latency_by_precision"]) == {"fp32", "fp16"}
     assert r["metrics"]["val"] != r["float_metrics"]["val"]  # scored in half precision, not assumed equal
     assert abs(r["metrics"]["val"]["auc"] - r["float_metrics"]["val"]["auc"]) < 0.01
+    assert r["train_log"]["device"] == "cuda"  # --train-device auto trains where the GPU is
     assert all(m["latency"]["backend"] == "torch-cuda" for m in doc["members"])
     assert all(m["metrics"]["test"]["auc"] > 0.5 for m in doc["members"])
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_training_on_the_gpu_matches_training_on_the_cpu_and_hands_back_a_cpu_model():
+    import copy
+
+    from nas.train import train_classifier
+
+    torch.manual_seed(0)
+    images = torch.randn(512, *DSCONV.input_shape)
+    labels = (images[:, :, :14].mean(dim=(1, 2, 3)) > images[:, :, 14:].mean(dim=(1, 2, 3))).long()
+    model = create_model(DSCONV)
+    recipe = RECIPE.model_copy(update={"epochs": 4, "lr": 3e-3, "batch_size": 64})
+    on_cpu, on_gpu = copy.deepcopy(model), copy.deepcopy(model)
+    cpu_log = train_classifier(on_cpu, images, labels, recipe, seed=0, device="cpu")
+    gpu_log = train_classifier(on_gpu, images, labels, recipe, seed=0, device="cuda")
+    assert gpu_log.epoch_losses[-1] < gpu_log.epoch_losses[0]
+    # Same seed, same batches, same augmentation: the two devices learn the same thing up to float rounding.
+    assert np.allclose(gpu_log.epoch_losses, cpu_log.epoch_losses, rtol=0.05), (gpu_log, cpu_log)
+    assert all(p.device.type == "cpu" for p in on_gpu.parameters())
