@@ -85,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
     name = run_.study.study_name
     storage = storage_url(args.storage, Path(args.results), name)
     err(f"study {name!r} ({'new' if run_.created else 'resumed'}), storage {storage}")
+    target = run_.context.target
+    if target.how != "local":
+        err(f"latencies: {target.how} ({target.device}), {target.runtime}, precisions {', '.join(target.precisions)}"
+            + (" -- ESTIMATES, not measurements" if target.how == "estimate" else ""))
     if args.workers == 1:
         run_search(config, run_)
     else:

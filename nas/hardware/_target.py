@@ -28,6 +28,14 @@ class Target:
     ca_file: str | None = None
     device: str | None = None
     """The device that answers: the agent's reported name for a remote target."""
+    runtime: str | None = None
+    """What measures: the profile's backend, or with --any-device the agent's runtime when it lacks that one."""
+    precisions: tuple[str, ...] = ()
+    """The profile's precisions this target can measure: what the sampler may propose."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runtime", self.runtime or self.profile.backend)
+        object.__setattr__(self, "precisions", self.precisions or tuple(self.profile.precisions))
 
     @property
     def needs_model(self) -> bool:
@@ -38,15 +46,17 @@ class Target:
         if self.how == "remote":
             from nas.hardware.remote import measure_remote
 
-            return measure_remote(self.device_url, self.token, onnx_path, self.profile, precision,  # type: ignore[arg-type]
+            profile = self.profile.model_copy(update={"backend": self.runtime})
+            return measure_remote(self.device_url, self.token, onnx_path, profile, precision,  # type: ignore[arg-type]
                                   input_shape, ca_file=self.ca_file)
         if self.how == "estimate":
             return create_backend("estimate").measure(onnx_path, profile=self.profile, precision=precision,
                                                       input_shape=input_shape)
         return measure(onnx_path, self.profile, precision, input_shape, model=model)
 
-    def describe(self) -> dict[str, str | None]:
-        return {"how": self.how, "device_url": self.device_url, "device": self.device}
+    def describe(self) -> dict[str, object]:
+        return {"how": self.how, "device_url": self.device_url, "device": self.device, "runtime": self.runtime,
+                "precisions": list(self.precisions)}
 
 
 def mismatch(profile: HardwareProfile, info: dict) -> list[str]:
@@ -81,7 +91,16 @@ def open_target(profile: HardwareProfile, *, device_url: str | None = None, toke
             raise ConfigError(f"the agent at {device_url} does not match hardware profile {profile.name!r}: "
                               + "; ".join(problems) + ". Run the agent on the profile's device, choose the profile "
                               "of the device it runs on, or pass --any-device to measure there anyway")
-        return Target(profile, "remote", device_url, token, ca_file, device=str(info.get("device")))
+        measurable = info.get("measurable", {})
+        runtime = profile.backend if profile.backend in measurable else next(
+            (r for r in ("onnxruntime", *measurable) if r in measurable), None)
+        precisions = tuple(p for p in profile.precisions if p in measurable.get(runtime, ()))
+        if runtime is None or not precisions:
+            raise ConfigError(f"the agent at {device_url} ({info.get('device')}) can measure none of profile "
+                              f"{profile.name!r}'s precisions ({', '.join(profile.precisions)}); it measures "
+                              + (", ".join(f"{r}: {', '.join(p)}" for r, p in measurable.items()) or "nothing"))
+        return Target(profile, "remote", device_url, token, ca_file, device=str(info.get("device")),
+                      runtime=runtime, precisions=precisions)
     reason = BACKENDS.get(profile.backend).unavailable(profile)
     if reason is None:
         return Target(profile, "local")

@@ -94,6 +94,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
         "trials": {state: states.count(state) for state in sorted(set(states))},
         "data": ctx.dataset.describe(),
         "search_space": ctx.space.name,
+        "latency_target": ctx.target.describe(),
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(ctx.results_dir / "pareto.json", doc)

@@ -118,10 +118,10 @@ def prepare(config: SearchConfig) -> SearchRun:
     if space.task != task.name:
         raise ConfigError(f"{space.path}: search space {space.name!r} is for task {space.task!r}, not {task.name!r}")
     profile = load_profile(config.hardware)
-    space = for_precisions(space, profile.precisions, profile.name)
     target = open_target(profile, device_url=config.device_url, token_file=config.device_token_file,
                          ca_file=config.device_ca_file, allow_estimate=config.allow_estimate,
                          any_device=config.any_device)
+    space = for_precisions(space, list(target.precisions), profile.name)
     fixed_teacher = teacher_from_path(config.teacher) if config.teacher else None
     budget = config.max_latency_ms if config.max_latency_ms is not None else profile.budgets.max_latency_ms
     objectives = resolve_objectives(config.objectives)

@@ -71,9 +71,9 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
                        max_epochs=ctx.max_epochs)
     out = ctx.trial_dir(trial.number)
     out.mkdir(parents=True, exist_ok=True)
-    if spec.compression.quant not in ctx.profile.precisions:
-        raise TrialError(f"precision {spec.compression.quant} is not one of profile {ctx.profile.name!r}'s "
-                         f"precisions ({', '.join(ctx.profile.precisions)})")
+    if spec.compression.quant not in ctx.target.precisions:
+        raise TrialError(f"precision {spec.compression.quant} cannot be measured on profile {ctx.profile.name!r} "
+                         f"here (precisions: {', '.join(ctx.target.precisions)})")
 
     # Phase 1: latency depends only on shapes, so the deployed shapes are measured on an untrained model first.
     started = time.monotonic()

@@ -264,19 +264,22 @@ def test_a_search_measures_every_candidate_through_the_agent(agent, tmp_path):
     assert settings["latency_method"] == "remote"
 
 
-def test_a_profile_for_another_device_is_refused_before_training_unless_overridden(agent, tmp_path):
+@pytest.mark.slow
+def test_a_jetson_search_against_a_cpu_agent_is_refused_unless_overridden(agent, tmp_path):
+    """Settled point 5: the jetson-orin profile against this x86 agent names both; --any-device measures there with
+    the runtime the agent has, and the records say where it really ran."""
     (tmp_path / "token").write_text(TOKEN)
-    jetsonish = yaml.safe_load(QUICK_PROFILE.read_text()) | {"name": "orin-cpu", "device_match": "Jetson AGX Orin"}
-    (tmp_path / "orin-cpu.yaml").write_text(yaml.safe_dump(jetsonish))
-    args = ("search", "--space", "xray-tiny", "--hardware", str(tmp_path / "orin-cpu.yaml"), "--trials", "1",
-            "--epochs", "1", "--no-baselines", "--study", "mismatch", "--device-url", agent, "--device-token-file",
+    args = ("search", "--space", "xray-tiny", "--hardware", "jetson-orin", "--trials", "1", "--epochs", "1",
+            "--no-baselines", "--study", "mismatch", "--device-url", agent, "--device-token-file",
             str(tmp_path / "token"))
     refused = run_nas(*args, cwd=tmp_path)
     assert refused.returncode == 2
-    assert "does not match hardware profile 'orin-cpu'" in refused.stderr and "Jetson AGX Orin" in refused.stderr
+    assert "does not match hardware profile 'jetson-orin-agx'" in refused.stderr and "AGX Orin" in refused.stderr
     assert local_device_info()["device"] in refused.stderr and "--any-device" in refused.stderr
     assert not (tmp_path / "results" / "mismatch" / "trials").exists()  # nothing was trained
     overridden = run_nas(*args, "--any-device", "--json", cwd=tmp_path)
     assert overridden.returncode == 0, overridden.stderr
-    member = json.loads(overridden.stdout)["members"][0]
-    assert member["latency"]["device"] == local_device_info()["device"]  # where it really ran
+    doc = json.loads(overridden.stdout)
+    latency = doc["members"][0]["latency"]
+    assert latency["device"] == local_device_info()["device"] and latency["backend"] == "onnxruntime"
+    assert latency["method"] == "remote" and doc["latency_target"]["runtime"] == "onnxruntime"
