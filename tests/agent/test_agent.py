@@ -17,7 +17,6 @@ import httpx
 import onnx
 import pytest
 import torch
-import yaml
 from onnx import TensorProto, helper
 
 from conftest import QUICK_PROFILE, REPO, run_nas
