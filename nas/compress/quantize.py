@@ -6,6 +6,8 @@ calibrated on a fixed number of training images: the scales only have to cover w
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -40,11 +42,13 @@ def quantize_int8(float_onnx: Path, out: Path, calibration: np.ndarray, *, input
         with tempfile.TemporaryDirectory(prefix="nas-quant-") as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(float_onnx), str(prepared))
-            quantize_static(
-                str(prepared), str(out), _Batches(input_name, calibration[:CALIBRATION_IMAGES]),
-                quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
-            )
+            # The entropy and percentile calibrators print progress to stdout, which belongs to --json output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(
+                    str(prepared), str(out), _Batches(input_name, calibration[:CALIBRATION_IMAGES]),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+                )
     except Exception as exc:  # onnxruntime.quantization raises many types for one model that cannot be quantized
         raise TrialError(f"INT8 quantization of {float_onnx} failed: {type(exc).__name__}: {exc}") from exc
     return out

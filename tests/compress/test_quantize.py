@@ -39,3 +39,15 @@ def test_unquantizable_input_is_a_trial_error(tmp_path):
     bad.write_bytes(b"not onnx")
     with pytest.raises(TrialError, match="INT8 quantization"):
         quantize_int8(bad, tmp_path / "q.onnx", np.zeros((4, 1, 28, 28), np.float32))
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_every_calibration_method_quantizes_without_writing_to_stdout(method, tmp_path, capfd):
+    """--json output owns stdout; ONNX Runtime's histogram calibrators print progress there."""
+    torch.manual_seed(0)
+    images = preprocess(load_dataset(None).split("train").images[:64], 28).numpy()
+    float_path = to_onnx(create_model(SPEC).eval(), SPEC.input_shape, tmp_path / "f.onnx")
+    capfd.readouterr()
+    quantize_int8(float_path, tmp_path / "q.onnx", images, method=method)
+    assert capfd.readouterr().out == ""
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
