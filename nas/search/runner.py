@@ -168,9 +168,11 @@ def prepare(config: SearchConfig) -> SearchRun:
 def resolve_train_device(choice: str) -> str:
     if choice not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--train-device must be auto, cpu or cuda, got {choice!r}")
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--train-device cuda: PyTorch sees no CUDA device here; use cpu (or auto)")
-    return "cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice)
+    return choice
 
 
 def portable_refs(config: SearchConfig) -> dict[str, str | None]:

@@ -68,3 +68,18 @@ def test_trial_timeout_fails_the_trial(tmp_path):
     run = run_search(config(tmp_path, trials=1, trial_timeout=0.01))
     trial = run.study.trials[0]
     assert trial.state.name == "FAIL" and "trial timeout" in trial.user_attrs["failure"]
+
+
+def test_training_device_auto_follows_the_hardware_and_cuda_without_a_gpu_is_refused():
+    import torch
+
+    from nas.errors import ConfigError
+    from nas.search.runner import resolve_train_device
+
+    assert resolve_train_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_train_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="PyTorch sees no CUDA device here"):
+            resolve_train_device("cuda")
+    with pytest.raises(ConfigError, match="must be auto, cpu or cuda, got 'tpu'"):
+        resolve_train_device("tpu")
