@@ -44,6 +44,8 @@ class Measurement(BaseModel):
     """1-minute load average when timing began: a busy machine shows here."""
     attempts: int = 1
     """Timed runs made; more than one when earlier ones were disturbed (see `stable`)."""
+    build_seconds: float | None = None
+    """Time to build the runtime's engine first, where there is one (TensorRT)."""
 
     @property
     def stable(self) -> bool:

@@ -56,8 +56,8 @@ class TensorRT(LatencyBackend):
 
         with tempfile.TemporaryDirectory(prefix="nas-trt-") as tmp:
             engine_path = Path(tmp) / "model.engine"
-            build_engine(onnx_path, engine_path, precision=precision, input_shape=input_shape,
-                         max_batch=max(profile.batch, profile.throughput_batch))
+            built = build_engine(onnx_path, engine_path, precision=precision, input_shape=input_shape,
+                                 max_batch=max(profile.batch, profile.throughput_batch))
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         context = engine.create_execution_context()
@@ -74,7 +74,7 @@ class TensorRT(LatencyBackend):
             peak_memory_mb=(engine.device_memory_size + torch.cuda.max_memory_allocated()) / 2**20,
             model_bytes=Path(onnx_path).stat().st_size, backend=self.name,
             runtime_version=f"TensorRT {trt.__version__}", device=device, precision=precision, batch=profile.batch,
-            threads=None, method="measured", load_avg=0.0,
+            threads=None, method="measured", load_avg=0.0, build_seconds=built["build_seconds"],
         )
 
 

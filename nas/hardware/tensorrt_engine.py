@@ -8,6 +8,7 @@ with, which the caller records.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,26 @@ def build_engine(onnx_path: Path, out: Path, *, precision: str, input_shape: tup
     flag = {"fp16": "FP16", "int8": "INT8"}.get(precision)
     if flag and hasattr(trt.BuilderFlag, flag):  # TensorRT >= 11 types the network itself and drops the flags
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    # Kernel timings are kept across builds (and trials): most candidates share layer shapes, so later builds
+    # skip most of the tactic search.
+    cache_file = timing_cache_path(trt.__version__)
+    timing_cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.exists() else b"")
+    config.set_timing_cache(timing_cache, ignore_mismatch=True)
+    started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
+    build_seconds = time.monotonic() - started
     if serialized is None:
         raise NasError(f"TensorRT could not build a {precision} engine from {onnx_path} (see its log above)")
     atomic_write_bytes(out, bytes(serialized))
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
     return {"file": Path(out).name, "tensorrt_version": trt.__version__, "precision": precision,
-            "batch": {"min": 1, "opt": 1, "max": max_batch}}
+            "batch": {"min": 1, "opt": 1, "max": max_batch}, "build_seconds": build_seconds}
+
+
+def timing_cache_path(version: str) -> Path:
+    """One timing cache per TensorRT version and GPU: timings from another GPU would mislead the builder."""
+    import torch
+
+    gpu = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "unknown-gpu"
+    return Path.home() / ".cache" / "nas" / "tensorrt" / f"timing-{gpu}-trt{version}.cache"
