@@ -1,7 +1,7 @@
 """How repeatable the latency measurements are, and what they cost, on this machine's profile.
 
-Samples --models candidates from a search space (seeded, untrained: latency depends on shapes only), exports each
-to ONNX and measures it --repeats times in a first pass, then once more in a second, independent pass after all
+Samples --models architectures from a search space (seeded, untrained, uncompressed, fp32: latency depends on
+shapes only), exports each to ONNX and measures it --repeats times in a first pass, then once more in a second, independent pass after all
 of the first. Prints per model the p50 of every repeat and its spread ((max - min) / median), the Spearman rank
 correlation between the two passes, and, from a finished study (--study), the share of trial time spent measuring.
 Settled point 7: the target is a 2% spread for models of p50 >= 1 ms, 5% below that. Example (issue 4's note):
@@ -25,6 +25,7 @@ from nas.export import to_onnx
 from nas.hardware import load_profile, open_target
 from nas.models import create_model
 from nas.spaces import load_space, sample_spec
+from nas.spec import CompressionSpec
 
 
 def ranks(values: list[float]) -> np.ndarray:
@@ -66,7 +67,9 @@ def main() -> int:
         files = []
         for i in range(args.models):
             trial = study.ask()
-            spec = sample_spec(space, trial, in_channels=1, num_classes=2)
+            # The architecture only, timed at fp32: repeatability is about the timer, not the compression.
+            spec = sample_spec(space, trial, in_channels=1, num_classes=2).model_copy(
+                update={"compression": CompressionSpec()})
             study.tell(trial, 0.0)
             torch.manual_seed(i)
             model = create_model(spec)
