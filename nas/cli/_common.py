@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -39,3 +40,13 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
                         help="measure on the agent even when its device does not match the profile (recorded)")
     parser.add_argument("--allow-estimate", action="store_true",
                         help="without a reachable device, use the profile's calibrated estimate (labelled)")
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can connect: what lets a service run without authentication."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost: it may resolve to a public address
+        return False

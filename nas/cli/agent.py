@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from pathlib import Path
 
-from nas.cli._common import err
+from nas.cli._common import err, is_loopback
 from nas.errors import ConfigError
 
 EPILOG = """examples:
@@ -36,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     host = args.host.strip("[]")  # an IPv6 address may come in URL brackets
-    if args.token_file is None and not _is_loopback(host):
+    if args.token_file is None and not is_loopback(host):
         raise ConfigError(f"refusing to listen on {host} without a token: anyone who can reach it could use this "
                           "device; pass --token-file PATH (a file holding a secret), or keep --host 127.0.0.1")
     token = _read_token(args.token_file) if args.token_file else None
@@ -63,15 +62,6 @@ def run(args: argparse.Namespace) -> int:
                 ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
                 ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None)
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name other than localhost may resolve to a public address
-        return False
 
 
 def _read_token(path: Path) -> str:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from pathlib import Path
 
-from nas.cli._common import add_study_options, err
+from nas.cli._common import add_study_options, err, is_loopback
 from nas.errors import NasError, StudyError
 from nas.report.html import study_dir
 from nas.search.study import load_existing, open_storage, storage_url
@@ -30,15 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     p.set_defaults(func=run)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name other than localhost: it may resolve to a public address
-        return False
 
 
 def run(args: argparse.Namespace) -> int:

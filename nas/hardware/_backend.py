@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nas._registry import Registry
+from nas.errors import ConfigError
 from nas.hardware._measurement import Measurement
 from nas.hardware._profile import HardwareProfile
 from nas.spec import Precision
@@ -19,6 +20,8 @@ class LatencyBackend(ABC):
     """Measures deployed artifacts. Backends know nothing of training or of Optuna."""
 
     name: str
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    """What this runtime can run; a profile may offer fewer."""
     needs_model: bool = False
     """True for backends that time the PyTorch module itself (torch-cuda) rather than the ONNX file."""
 
@@ -29,6 +32,12 @@ class LatencyBackend(ABC):
     ) -> Measurement:
         """Time `onnx_path` (or `model`, for backends that need it) with input (batch, *input_shape) under the
         profile's protocol."""
+
+    def check_precision(self, profile: HardwareProfile, precision: str) -> None:
+        """Settled point 3: a precision the profile (or its runtime) lacks is an error, never a fallback."""
+        if precision not in self.precisions or precision not in profile.precisions:
+            raise ConfigError(f"precision {precision!r} is not available on profile {profile.name!r}; "
+                              f"its precisions: {', '.join(profile.precisions)}")
 
     @classmethod
     def unavailable(cls, profile: HardwareProfile) -> str | None:

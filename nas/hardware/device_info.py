@@ -15,16 +15,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from nas.hardware._backend import BACKENDS
 from nas.hardware._measurement import cpu_name
 
 JETSON_RELEASE = Path("/etc/nv_tegra_release")
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
-PRECISIONS = {
-    "onnxruntime": ["fp32", "int8"],
-    "torch-cuda": ["fp32", "fp16"],
-    "tensorrt": ["fp32", "fp16", "int8"],
-}
-"""What each runtime can time here: ONNX Runtime on CPU has no fp16 kernels worth measuring (settled point 3)."""
 
 
 def local_device_info() -> dict[str, Any]:
@@ -40,7 +35,7 @@ def _static_info() -> dict[str, Any]:
     cuda_gpu = _cuda_device_name() if "torch-cuda" in runtimes else None
     jetson_model = _jetson_model()
     if jetson_model is not None:
-        kind, device = "jetson", cuda_gpu or jetson_model
+        kind, device = "jetson", jetson_model  # the board ("NVIDIA Jetson AGX Orin ..."); torch says only "Orin"
     elif cuda_gpu is not None:
         kind, device = "cuda-gpu", cuda_gpu
     else:
@@ -49,7 +44,7 @@ def _static_info() -> dict[str, Any]:
         "device": device,
         "device_kind": kind,
         "runtimes": runtimes,
-        "precisions": {name: list(PRECISIONS[name]) for name in runtimes},
+        "precisions": {name: list(BACKENDS.get(name).precisions) for name in runtimes},
         "cpu": cpu_name(),
         "hostname": platform.node(),
     }

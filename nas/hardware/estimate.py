@@ -422,9 +422,7 @@ class EstimateBackend(LatencyBackend):
         self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...],
         model: nn.Module | None = None,
     ) -> Measurement:
-        if precision not in profile.precisions:
-            raise ConfigError(f"precision {precision!r} is not available on profile {profile.name!r}; "
-                              f"its precisions: {', '.join(profile.precisions)}")
+        self.check_precision(profile, precision)
         graph = onnx.load(str(onnx_path))
         features = graph_features(graph, batch=profile.batch, precision=precision, input_shape=input_shape)
         batched = graph_features(graph, batch=profile.throughput_batch, precision=precision, input_shape=input_shape)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.errors import ConfigError, TrialError
+from nas.errors import TrialError
 from nas.hardware._backend import BACKENDS, LatencyBackend
 from nas.hardware._measurement import Measurement, cpu_name, summarize
 from nas.hardware._profile import HardwareProfile
@@ -47,14 +47,13 @@ def available_threads() -> int:
 
 class OnnxRuntimeCPU(LatencyBackend):
     name = "onnxruntime"
+    precisions = CPU_PRECISIONS
 
     def measure(
         self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...],
         model: object = None,
     ) -> Measurement:
-        if precision not in CPU_PRECISIONS or precision not in profile.precisions:
-            raise ConfigError(f"precision {precision!r} is not available on profile {profile.name!r}; "
-                              f"its precisions: {', '.join(profile.precisions)}")
+        self.check_precision(profile, precision)
         threads = profile.threads or available_threads()
         request = {
             "onnx": str(onnx_path), "input_shape": list(input_shape), "batch": profile.batch,

@@ -45,9 +45,7 @@ class TensorRT(LatencyBackend):
         self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...],
         model: Any = None,
     ) -> Measurement:
-        if precision not in profile.precisions:
-            raise ConfigError(f"precision {precision!r} is not available on profile {profile.name!r}; "
-                              f"its precisions: {', '.join(profile.precisions)}")
+        self.check_precision(profile, precision)
         reason = self.unavailable(profile)
         if reason:
             raise ConfigError(f"profile {profile.name!r} measures with TensorRT, but {reason}")

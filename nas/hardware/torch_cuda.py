@@ -27,6 +27,7 @@ TORCH_CUDA_PRECISIONS = ("fp32", "fp16")
 
 class TorchCUDA(LatencyBackend):
     name = "torch-cuda"
+    precisions = TORCH_CUDA_PRECISIONS
     needs_model = True
 
     @classmethod
@@ -41,9 +42,7 @@ class TorchCUDA(LatencyBackend):
     ) -> Measurement:
         import torch
 
-        if precision not in TORCH_CUDA_PRECISIONS or precision not in profile.precisions:
-            raise ConfigError(f"precision {precision!r} is not available on profile {profile.name!r}; "
-                              f"its precisions: {', '.join(profile.precisions)}")
+        self.check_precision(profile, precision)
         if model is None:
             raise TrialError("the torch-cuda backend times the PyTorch model, and none was given")
         reason = self.unavailable(profile)

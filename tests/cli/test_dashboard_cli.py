@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from conftest import QUICK_PROFILE, REPO, run_nas
-from nas.cli.dashboard import is_loopback
+from nas.cli._common import is_loopback
 from nas.cli.main import main
 
 # The dashboard is on loopback: never route the test's requests through a proxy from the environment.
