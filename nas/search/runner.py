@@ -156,7 +156,7 @@ def prepare(config: SearchConfig) -> SearchRun:
     write_json(results_dir / "run.json", study.user_attrs.get(RUN_ATTR, {}))
     write_json(results_dir / "environment.json", study.user_attrs.get(ENVIRONMENT_ATTR, {}))
     context = TrialContext(
-        task=task, space=space, profile=profile, target=target, dataset=dataset, results_dir=results_dir, seed=config.seed,
+        task=task, space=space, target=target, dataset=dataset, results_dir=results_dir, seed=config.seed,
         target_sensitivity=config.target_sensitivity, max_latency_ms=budget,
         max_epochs=config.epochs, trial_timeout=config.trial_timeout,
         train_device=resolve_train_device(config.train_device),

@@ -47,7 +47,6 @@ class TrialContext:
 
     task: Task
     space: SearchSpace
-    profile: HardwareProfile
     target: Target
     dataset: Dataset
     results_dir: Path
@@ -59,6 +58,10 @@ class TrialContext:
     train_device: str = "cpu"
     teacher: Callable[[], Teacher | None] = field(default=lambda: None)
     """The model distillation learns from, looked up when a trial needs one (the study's best so far)."""
+
+    @property
+    def profile(self) -> HardwareProfile:
+        return self.target.profile
 
     def trial_dir(self, number: int) -> Path:
         return self.results_dir / "trials" / str(number)

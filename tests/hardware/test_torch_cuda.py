@@ -59,26 +59,26 @@ def test_fp16_gives_more_throughput_than_fp32_on_a_large_model(tmp_path):
     assert fp16.throughput_ips > 1.2 * fp32.throughput_ips, (fp16.throughput_ips, fp32.throughput_ips)
 
 
+def _fp16_and_fp32_logits(count: int) -> tuple[np.ndarray, np.ndarray]:
+    torch.manual_seed(0)
+    model = create_model(DSCONV).eval()
+    images = torch.randn(count, *DSCONV.input_shape).numpy()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images)).numpy()
+    return half_precision_predictor(model)(images), expected
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_fp16_scoring_runs_half_precision_on_the_gpu():
-    torch.manual_seed(0)
-    model = create_model(DSCONV).eval()
-    images = torch.randn(64, *DSCONV.input_shape).numpy()
-    with torch.no_grad():
-        expected = model(torch.from_numpy(images)).numpy()
-    got = half_precision_predictor(model)(images)
+    got, expected = _fp16_and_fp32_logits(64)
     assert got.dtype == np.float32 and got.shape == expected.shape
     assert 0 < np.abs(got - expected).max() < 2e-2  # fp16 rounding shows, and stays small
 
 
 def test_fp16_scoring_works_without_a_gpu_too():
-    torch.manual_seed(0)
-    model = create_model(DSCONV).eval()
-    images = torch.randn(8, *DSCONV.input_shape).numpy()
-    with torch.no_grad():
-        expected = model(torch.from_numpy(images)).numpy()
-    assert np.abs(half_precision_predictor(model)(images) - expected).max() < 2e-2
+    got, expected = _fp16_and_fp32_logits(8)
+    assert np.abs(got - expected).max() < 2e-2
 
 
 @pytest.mark.gpu
