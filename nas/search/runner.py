@@ -30,7 +30,7 @@ from nas.search.study import (
     default_study_name, fail_orphans, load_existing, make_sampler, open_storage, storage_url,
 )
 from nas.search.result import TrialResult
-from nas.search.trial import Infeasible, TrialContext, record_failure, run_trial
+from nas.search.trial import PIPELINES, Infeasible, TrialContext, record_failure
 from nas.spaces import baseline_params, for_precisions, load_space
 from nas.tasks import get_task
 from nas.train.teacher import best_in_study, teacher_from_path
@@ -269,7 +269,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                 bar.set_postfix_str(f"trial {trial.number} {label}".strip() + (f", best AUC {best_auc:.4f}" if best_auc else ""))
                 try:
                     with heartbeat(study, trial):
-                        result = run_trial(ctx, trial)
+                        result = PIPELINES.get(ctx.task.name)(ctx, trial)
                 except Infeasible as exc:
                     reason = record_failure(ctx, trial.number, exc, "infeasible")
                     trial.set_user_attr("infeasible", reason)

@@ -14,6 +14,7 @@ import optuna
 import torch
 
 from nas import interrupt
+from nas._registry import Registry
 from nas._io import atomic_write_bytes, write_json
 from nas.compress import build_model, load_model, plan_channels, prune_to_channels, quantize_int8
 from nas.compress.quantize import CALIBRATION_IMAGES
@@ -137,6 +138,13 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
                          teacher=teacher, flags=flags, train_log=train_log, seconds=seconds)
     write_json(out / "result.json", result.model_dump(mode="json"))
     return result
+
+
+TrialPipeline = Callable[[TrialContext, optuna.Trial], TrialResult]
+PIPELINES: Registry[TrialPipeline] = Registry("trial pipeline")
+"""Per task: the path a trial takes. Classification tasks share `run_trial`; a task whose candidate is more than
+one model (the nodule task's two stages) registers its own, built from the same pieces."""
+PIPELINES.register("xray", run_trial)
 
 
 def deployed_artifact(spec: Spec, folder: Path, model: torch.nn.Module | None = None) -> Path | Predictor:
