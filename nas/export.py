@@ -72,13 +72,19 @@ def half_precision_predictor(model: nn.Module, batch_size: int = 256) -> Predict
     fp16 ships to runtimes that convert the float model themselves (TensorRT, torch-cuda); this is the accuracy
     they give, computed with real fp16 arithmetic rather than assumed equal to fp32.
     """
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    module = copy.deepcopy(model).eval().to(device, torch.float16)
+    return torch_predictor(model, torch.float16, "cuda" if torch.cuda.is_available() else "cpu", batch_size)
+
+
+def torch_predictor(model: nn.Module, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                    batch_size: int = 256) -> Predictor:
+    """The PyTorch model itself as a predictor (a copy, so training can go on): scoring without an export, as a
+    multi-fidelity rung does."""
+    module = copy.deepcopy(model).eval().to(device, dtype)
 
     def predict(images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return np.concatenate([
-                module(torch.from_numpy(images[i:i + batch_size]).to(device, torch.float16)).float().cpu().numpy()
+                module(torch.from_numpy(images[i:i + batch_size]).to(device, dtype)).float().cpu().numpy()
                 for i in range(0, len(images), batch_size)])
 
     return predict

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="cap on every trial's training epochs (quick runs and tests)")
     p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
                    help=f"comma-separated, from: {', '.join(OBJECTIVES.names())} (default: %(default)s)")
-    p.add_argument("--sampler", default="nsga2", choices=SAMPLERS, help="Optuna sampler (default: nsga2)")
+    p.add_argument("--sampler", default="nsga2", choices=SAMPLERS,
+                   help="Optuna multi-objective sampler (default: nsga2; benchmarks/search_efficiency.py compares)")
     p.add_argument("--population", type=int, default=10, help="NSGA-II population / TPE start-up trials")
     p.add_argument("--seed", type=int, default=0, help="fixes sampling and training (default 0)")
     p.add_argument("--max-latency-ms", type=float, help="p95 budget; slower candidates are never trained")
@@ -51,6 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="FOLDER",
                    help="checkpoint distillation learns from (a folder with spec.json and model.pt, e.g. a trial's or "
                         "an export); default: the study's best validation-AUC model so far")
+    p.add_argument("--rungs", metavar="EPOCHS",
+                   help="multi-fidelity successive halving: rungs in epochs, e.g. 1,3,9 (the last is full training); "
+                        "overrides the space's `fidelity` block; `none` trains every trial fully")
+    p.add_argument("--reduction-factor", type=int,
+                   help="keep the top 1/R of the trials at each rung (default: the space's, else 3)")
+    p.add_argument("--brackets", type=int, help="Hyperband-style brackets: bracket b starts at rung b (default 1)")
+    p.add_argument("--warm-start", metavar="STUDY",
+                   help="start from an earlier study's front (same task and profile, under --results); candidates "
+                        "differing from its trained models only in compression start from those weights")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
     p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed")
     p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",
@@ -78,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         grace_period=args.grace_period, teacher=args.teacher, device_url=args.device_url,
         device_token_file=args.device_token_file, device_ca_file=args.device_ca_file,
         allow_estimate=args.allow_estimate, any_device=args.any_device, train_device=args.train_device,
+        rungs=args.rungs, reduction_factor=args.reduction_factor, brackets=args.brackets, warm_start=args.warm_start,
     )
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")

@@ -42,13 +42,42 @@ class Dataset:
     _cache: dict[str, Split] = field(default_factory=dict, repr=False)
     derived: dict[object, object] = field(default_factory=dict, repr=False)
     """Arrays a task derives from this data (e.g. inputs resized once per size), kept with the data itself."""
+    _names: Callable[[str], list[str]] | None = field(default=None, repr=False)
+    decoded_cache: Path | None = None
+    """Where a reader that decodes files (image folders) keeps each split as one uint8 array, keyed by the
+    fingerprint (file list, sizes, modification times), so a later process never decodes an image again."""
+    decodes: bool = False
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}")
         if name not in self._cache:
-            self._cache[name] = self._loader(name)
+            self._cache[name] = self._load_cached(name) if self.decodes and self.decoded_cache else self._loader(name)
         return self._cache[name]
+
+    def case_names(self, name: str) -> list[str]:
+        """A name per case of a split, in order: the file's path under the data root for an image folder (what a
+        groups or labels file refers to), else `<split>/<index>`."""
+        if self._names is not None:
+            return self._names(name)
+        return [f"{name}/{i}" for i in range(len(self.split(name)))]
+
+    def _load_cached(self, name: str) -> Split:
+        height, width = self.image_size
+        positive = hashlib.sha1(self.positive_class.encode()).hexdigest()[:8]  # labels depend on it
+        path = Path(self.decoded_cache) / f"{self.fingerprint}-{positive}-{self.in_channels}x{height}x{width}-{name}.npz"
+        if path.exists():
+            try:
+                with np.load(path) as saved:
+                    return Split(saved["images"], saved["labels"])
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache file is decoded again and rewritten
+        split = self._loader(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial.npz")
+        np.savez(partial, images=split.images, labels=split.labels)
+        partial.replace(path)  # atomic: another process sees the whole file or none
+        return split
 
     def describe(self) -> dict[str, object]:
         return {

@@ -91,7 +91,8 @@ def _read(root: Path, positive_class: str | None) -> Dataset:
 
     return Dataset(
         path=root, format="imagefolder", class_names=class_names, positive_class=positive, in_channels=channels,
-        image_size=(size[1], size[0]), fingerprint=fingerprint, _loader=load,
+        image_size=(size[1], size[0]), fingerprint=fingerprint, _loader=load, decodes=True,
+        _names=lambda split: [f.relative_to(root).as_posix() for f, _ in files[split]],
     )
 
 

@@ -46,6 +46,8 @@ class Measurement(BaseModel):
     """Timed runs made; more than one when earlier ones were disturbed (see `stable`)."""
     build_seconds: float | None = None
     """Time to build the runtime's engine first, where there is one (TensorRT)."""
+    reused_from: str | None = None
+    """Set when this record was not timed now but reused from the measurement cache: where and when it was."""
 
     @property
     def stable(self) -> bool:

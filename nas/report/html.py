@@ -113,7 +113,8 @@ def _read_trials(folder: Path) -> tuple[list[TrialResult], list[Stopped]]:
             continue
         measured = d / "measurement.json"
         measurement = Measurement.model_validate_json(measured.read_text()) if measured.exists() else None
-        for name, state in (("infeasible.json", "infeasible"), ("failure.json", "failed")):
+        for name, state in (("infeasible.json", "infeasible"), ("stopped.json", "stopped early"),
+                            ("failure.json", "failed")):
             if (d / name).exists():
                 record = json.loads((d / name).read_text())
                 kind = "interrupted" if record.get("kind") == "interrupted" else state
@@ -141,7 +142,8 @@ def _provisional_doc(folder: Path, results: list[TrialResult], stopped: list[Sto
     values = [[o.value(r) for o in objectives] for r in feasible]
     directions = [o.direction for o in objectives]
     front = [r for r, on in zip(feasible, non_dominated(values, directions) if feasible else []) if on]
-    states = ["COMPLETE"] * len(results) + [{"infeasible": "PRUNED", "running": "RUNNING"}.get(s.state, "FAIL")
+    states = ["COMPLETE"] * len(results) + [{"infeasible": "PRUNED", "stopped early": "PRUNED",
+                                             "running": "RUNNING"}.get(s.state, "FAIL")
                                             for s in stopped]
     return {
         "study": folder.name, "task": settings["task"], "hardware": settings["hardware"],
@@ -270,17 +272,18 @@ def _outline(members: list[Point], x: Objective, y: Objective) -> go.Scatter:
 
 
 def _add_stopped(fig: go.Figure, stopped: list[Stopped], x: Objective, y: Objective) -> None:
-    """Trials measured but never trained, as a rug along the latency axis (they have no metric for the other)."""
+    """Trials measured but never fully trained (infeasible, stopped early at a rung, failed), as a rug along the
+    latency axis: they have no final metric for the other."""
     drawn = [s for s in stopped if s.measurement is not None]
     axis = "x" if x.name in FROM_MEASUREMENT else "y" if y.name in FROM_MEASUREMENT else None
     if axis is None or not drawn:
         return
     obj = x if axis == "x" else y
     values, rug = [FROM_MEASUREMENT[obj.name](s.measurement) for s in drawn], [0.02] * len(drawn)
-    hover = [f"<b>trial {s.trial}</b> · {s.state}, not trained<br>{html.escape(s.reason)}<br>"
+    hover = [f"<b>trial {s.trial}</b> · {s.state}, not fully trained<br>{html.escape(s.reason)}<br>"
              f"{html.escape(s.measurement.short())}" for s in drawn]  # type: ignore[union-attr]
     coords = {"x": values, "y": rug, "yaxis": "y2"} if axis == "x" else {"x": rug, "y": values, "xaxis": "x2"}
-    fig.add_trace(go.Scatter(**coords, mode="markers", name="measured, not trained (no AUC)", hovertext=hover,
+    fig.add_trace(go.Scatter(**coords, mode="markers", name="measured, not fully trained (no final AUC)", hovertext=hover,
                              hoverinfo="text", marker={"symbol": "x-thin-open", "size": 11, "color": STOPPED_COLOR,
                                                        "line": {"width": 2, "color": STOPPED_COLOR}}))
     overlay = {"overlaying": "y" if axis == "x" else "x", "range": [0, 1], "visible": False, "fixedrange": True}

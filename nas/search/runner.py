@@ -23,6 +23,7 @@ from nas._io import file_digest, write_json
 from nas.interrupt import graceful_stop
 from nas.errors import ConfigError, StudyError
 from nas.hardware import load_profile, open_target
+from nas.hardware.cache import MeasurementCache
 from nas.hardware.onnxruntime_cpu import available_threads
 from nas.search.objectives import DEFAULT_OBJECTIVES, resolve_objectives
 from nas.search.study import (
@@ -30,12 +31,16 @@ from nas.search.study import (
     default_study_name, fail_orphans, load_existing, make_sampler, open_storage, storage_url,
 )
 from nas.search.result import TrialResult
-from nas.search.trial import PIPELINES, Infeasible, TrialContext, record_failure
-from nas.spaces import baseline_params, for_precisions, load_space
+from nas.search.fidelity import Fidelity, parse_fidelity
+from nas.search.warm_start import enqueue_front, load_warm_start
+from nas.search.trial import PIPELINES, Infeasible, StoppedEarly, TrialContext, record_failure
+from nas.spaces import Distribution, SearchSpace, baseline_params, for_data, for_precisions, load_space
 from nas.tasks import get_task
 from nas.train.teacher import best_in_study, teacher_from_path
 
 log = logging.getLogger("nas")
+CACHE_DIR = ".cache"
+"""Under the results root, shared by its studies: decoded images and latency records."""
 
 
 @dataclass
@@ -82,13 +87,21 @@ class SearchConfig:
     """Measure on the agent even when its device does not match the profile (the records say what it was)."""
     train_device: str = "auto"
     """Where candidates train: cpu, cuda, or auto (cuda when PyTorch sees a GPU). Latency is measured apart."""
+    rungs: str | None = None
+    """Multi-fidelity rungs in epochs ("1,3,9"), overriding the space's `fidelity`; "none" trains every trial fully."""
+    reduction_factor: int | None = None
+    brackets: int | None = None
+    warm_start: str | None = None
+    """An earlier study (same task and profile) whose front is enqueued first and whose trained models
+    compression-only variants start from."""
 
 
 # What a worker needs to run the study's trials as its creator would, beyond the strict settings.
 RUN_FIELDS = ("task", "hardware", "space", "trials", "epochs", "objectives", "sampler", "population", "seed",
               "max_latency_ms", "min_sensitivity", "target_sensitivity", "data", "positive_class", "trial_timeout",
               "keep_artifacts", "teacher", "device_url", "device_token_file", "device_ca_file", "allow_estimate",
-              "any_device", "train_device")
+              "any_device", "train_device", "rungs", "reduction_factor", "brackets",
+              "warm_start")
 
 
 @dataclass
@@ -121,11 +134,13 @@ def prepare(config: SearchConfig) -> SearchRun:
     target = open_target(profile, device_url=config.device_url, token_file=config.device_token_file,
                          ca_file=config.device_ca_file, allow_estimate=config.allow_estimate,
                          any_device=config.any_device)
-    space = for_precisions(space, list(target.precisions), profile.name)
+    fidelity = study_fidelity(config, space)
     fixed_teacher = teacher_from_path(config.teacher) if config.teacher else None
     budget = config.max_latency_ms if config.max_latency_ms is not None else profile.budgets.max_latency_ms
     objectives = resolve_objectives(config.objectives)
     dataset = task.load_data(config.data, positive_class=config.positive_class)
+    dataset.decoded_cache = Path(config.results) / CACHE_DIR / "decoded"
+    space = for_data(for_precisions(space, list(target.precisions), profile.name), dataset.image_size)
     name = config.study or default_study_name(task.name, profile.name)
     results_dir = Path(config.results) / name
     settings = StudySettings(
@@ -136,6 +151,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         target_sensitivity=config.target_sensitivity, data=str(dataset.path),
         data_fingerprint=dataset.fingerprint, seed=config.seed,
         latency_method={"local": "measured", "remote": "remote", "estimate": "estimated"}[target.how],
+        fidelity=fidelity.model_dump() if fidelity else None,
     )
     storage = open_storage(storage_url(config.storage, Path(config.results), name), grace_period=config.grace_period)
     # Seeded by the history's length and the worker, so a resumed or parallel process does not replay the draws.
@@ -151,6 +167,10 @@ def prepare(config: SearchConfig) -> SearchRun:
     if created and config.baselines:
         for baseline in space.baselines:
             study.enqueue_trial(baseline_params(space, baseline), user_attrs={"baseline": baseline.name})
+    warm = load_warm_start(Path(config.results), config.warm_start, settings, config.storage) \
+        if config.warm_start else None
+    if created and warm is not None:
+        enqueue_front(study, warm)
     results_dir.mkdir(parents=True, exist_ok=True)
     write_json(results_dir / "settings.json", settings.model_dump())
     write_json(results_dir / "run.json", study.user_attrs.get(RUN_ATTR, {}))
@@ -161,8 +181,31 @@ def prepare(config: SearchConfig) -> SearchRun:
         max_epochs=config.epochs, trial_timeout=config.trial_timeout,
         train_device=resolve_train_device(config.train_device),
         teacher=(lambda: fixed_teacher) if fixed_teacher else (lambda: best_in_study(study, results_dir / "trials")),
+        fidelity=fidelity, objectives=objectives,
+        measurements=MeasurementCache(Path(config.results) / CACHE_DIR / "measurements"), warm=warm,
     )
     return SearchRun(study=study, context=context, settings=settings, created=created)
+
+
+def study_fidelity(config: SearchConfig, space: SearchSpace) -> Fidelity | None:
+    """Rungs from the flags or the space, within the epoch budget (--epochs, else the space's most).
+
+    Rungs given as flags must fit the budget; the space's rungs are capped by --epochs (a quick run), and a
+    single rung left means plain full training."""
+    flags = bool(config.rungs or config.reduction_factor or config.brackets)
+    where = "--rungs" if flags else f"{space.path}: fidelity"
+    fidelity = parse_fidelity(config.rungs, config.reduction_factor, config.brackets, space.fidelity, where)
+    if fidelity is None:
+        return None
+    epochs = space.training.get("epochs")
+    most = int(epochs.high if isinstance(epochs, Distribution) and epochs.high is not None
+               else max(epochs.choices) if isinstance(epochs, Distribution) else epochs)  # type: ignore[arg-type]
+    if config.rungs is None and config.epochs is not None and config.epochs < fidelity.epochs:
+        rungs = sorted({r for r in fidelity.rungs if r < config.epochs} | {config.epochs})
+        if len(rungs) == 1:
+            return None
+        fidelity = fidelity.model_copy(update={"rungs": rungs, "brackets": min(fidelity.brackets, len(rungs))})
+    return fidelity.within(config.epochs or most, where)
 
 
 def resolve_train_device(choice: str) -> str:
@@ -270,6 +313,11 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                 try:
                     with heartbeat(study, trial):
                         result = PIPELINES.get(ctx.task.name)(ctx, trial)
+                except StoppedEarly as exc:
+                    reason = record_failure(ctx, trial.number, exc, "stopped")
+                    trial.set_user_attr("stopped", {"epochs": exc.epochs, "reason": reason})
+                    study.tell(trial, state=TrialState.PRUNED)
+                    tqdm.write(f"trial {trial.number}: stopped after {exc.epochs} epoch(s): {reason}", file=sys.stderr)
                 except Infeasible as exc:
                     reason = record_failure(ctx, trial.number, exc, "infeasible")
                     trial.set_user_attr("infeasible", reason)

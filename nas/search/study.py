@@ -24,7 +24,7 @@ RUN_ATTR = "nas_run"
 ENVIRONMENT_ATTR = "nas_environment"
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 60
-SAMPLERS = ("nsga2", "tpe", "random")
+SAMPLERS = ("nsga2", "tpe", "gp", "random")
 SCHEMA_RETRIES = 5
 
 
@@ -48,11 +48,13 @@ class StudySettings(BaseModel):
     seed: int
     latency_method: str = "measured"
     """measured (here), remote (an agent on the device) or estimated: a study never mixes them."""
+    fidelity: dict[str, Any] | None = None
+    """Multi-fidelity rungs: changing them would rank trials against records made under other rules."""
 
     # What must match for a study to resume (settled point 12); seed and sampler may change between runs.
     STRICT: ClassVar[tuple[str, ...]] = ("task", "space_digest", "hardware_digest", "objectives", "max_latency_ms",
                                "min_sensitivity", "target_sensitivity", "data_fingerprint",
-                               "latency_method")
+                               "latency_method", "fidelity")
 
     def differences(self, stored: StudySettings) -> list[str]:
         out = []
@@ -133,6 +135,10 @@ def make_sampler(name: str, *, seed: int, population: int) -> optuna.samplers.Ba
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=population)
+    if name == "gp":  # Gaussian-process log-EHVI; multi-objective and constrained in Optuna 5
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=population)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(unknown_name("sampler", name, SAMPLERS))

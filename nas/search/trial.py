@@ -20,13 +20,17 @@ from nas.compress import build_model, load_model, plan_channels, prune_to_channe
 from nas.compress.quantize import CALIBRATION_IMAGES
 from nas.data import Dataset
 from nas.errors import TrialError
-from nas.export import Predictor, check_parity, half_precision_predictor, to_onnx
+from nas.export import Predictor, check_parity, half_precision_predictor, to_onnx, torch_predictor
 from nas.hardware import HardwareProfile, Measurement, Target
+from nas.hardware.cache import MeasurementCache
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
+from nas.search.fidelity import BRACKET_ATTR, RUNGS_ATTR, Fidelity, promotion, rung_competitors
+from nas.search.objectives import Objective
 from nas.search.result import TrialResult
+from nas.search.warm_start import TRAINED_WEIGHTS, WarmStart
 from nas.spaces import SearchSpace, sample_spec
-from nas.spec import Spec
+from nas.spec import Precision, Spec
 from nas.tasks import Task
 from nas.train import Distillation
 from nas.train.teacher import Teacher, teacher_logits
@@ -36,10 +40,20 @@ DEPLOYED_ONNX = "model.onnx"
 FLOAT_ONNX = "model.fp32.onnx"
 """An int8 candidate's float export, kept so the cost of quantization stays visible."""
 FINETUNE_LR_SCALE = 0.1
+CHECKPOINT = "checkpoint.pt"
+"""Weights and training state at the last rung reached, from which a promoted (or resumed) trial continues."""
 
 
 class Infeasible(Exception):
     """The candidate breaks a hardware budget; it is stopped before any training is spent."""
+
+
+class StoppedEarly(Exception):
+    """Multi-fidelity: the candidate did not rank high enough at a rung to earn more training."""
+
+    def __init__(self, reason: str, epochs: int) -> None:
+        super().__init__(reason)
+        self.epochs = epochs
 
 
 @dataclass
@@ -59,10 +73,23 @@ class TrialContext:
     train_device: str = "cpu"
     teacher: Callable[[], Teacher | None] = field(default=lambda: None)
     """The model distillation learns from, looked up when a trial needs one (the study's best so far)."""
+    fidelity: Fidelity | None = None
+    """Successive-halving rungs; None trains every candidate fully."""
+    objectives: list[Objective] = field(default_factory=list)
+    measurements: MeasurementCache | None = None
+    """Phase-1 latencies reused for shapes already timed on this machine (the front is always re-measured)."""
+    warm: WarmStart | None = None
+    """An earlier study's trained models, which compression-only variants start from."""
 
     @property
     def profile(self) -> HardwareProfile:
         return self.target.profile
+
+    def measure(self, onnx_path: Path, precision: Precision, input_shape: tuple[int, ...],
+                module: torch.nn.Module | None, origin: str) -> Measurement:
+        if self.measurements is None:
+            return self.target.measure(onnx_path, precision, input_shape, module)
+        return self.measurements.measure(self.target, onnx_path, precision, input_shape, module, origin=origin)
 
     def trial_dir(self, number: int) -> Path:
         return self.results_dir / "trials" / str(number)
@@ -71,8 +98,10 @@ class TrialContext:
 def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     seconds: dict[str, float] = {}
     deadline = time.monotonic() + ctx.trial_timeout if ctx.trial_timeout else None
+    fidelity = ctx.fidelity
     spec = sample_spec(ctx.space, trial, in_channels=ctx.dataset.in_channels, num_classes=2,
-                       max_epochs=ctx.max_epochs)
+                       max_epochs=fidelity.epochs if fidelity else ctx.max_epochs,
+                       epochs=fidelity.epochs if fidelity else None)
     out = ctx.trial_dir(trial.number)
     out.mkdir(parents=True, exist_ok=True)
     if spec.compression.quant not in ctx.target.precisions:
@@ -105,10 +134,28 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     started = time.monotonic()
     distill, teacher = distillation(ctx, spec, flags)
     seed = ctx.seed + trial.number
-    train_log = ctx.task.train(model, spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill,
-                               device=ctx.train_device)
+    trained = ctx.warm.trained_for(spec) if ctx.warm is not None and spec.baseline is None else None
+    if trained is not None:
+        try:
+            model.load_state_dict(torch.load(trained.weights, map_location="cpu", weights_only=True))
+        except Exception as exc:  # a damaged file: this candidate fails, the study goes on
+            raise TrialError(f"cannot reuse trained weights {trained.weights}: {type(exc).__name__}: {exc}") from None
+        train_log: dict[str, object] = {"epoch_losses": [], "warm_start": {
+            "study": trained.study, "trial": trained.trial, "weights": str(trained.weights)}}
+        flags.append(f"started from the trained model of trial {trained.trial} of study {trained.study!r} "
+                     "(differs only in compression): compressed and fine-tuned, not trained from scratch")
+    elif fidelity is not None and spec.baseline is None:  # baselines are the yardstick: always trained fully
+        partial = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
+                              metrics={})
+        train_log = train_in_rungs(ctx, trial, model, partial, fidelity, seed=seed, deadline=deadline,
+                                   distill=distill)
+    else:
+        train_log = ctx.task.train(model, spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill,
+                                   device=ctx.train_device)
+        train_log.pop("state", None)
     train_log["device"] = ctx.train_device
     if spec.compression.channels:
+        save_weights(model, out / TRAINED_WEIGHTS)  # what a compression-only variant can start from
         prune_to_channels(model, spec, spec.compression.channels)
         epochs = min(spec.compression.finetune_epochs, ctx.max_epochs or spec.compression.finetune_epochs)
         if epochs:
@@ -136,8 +183,100 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     result = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
                          metrics={"val": val}, float_metrics={"val": float_val}, latency_by_precision=by_precision,
                          teacher=teacher, flags=flags, train_log=train_log, seconds=seconds)
+    if fidelity is not None and spec.baseline is None:
+        record_rung(ctx, trial, spec.training.epochs, result)
+        (out / CHECKPOINT).unlink(missing_ok=True)
     write_json(out / "result.json", result.model_dump(mode="json"))
     return result
+
+
+def train_in_rungs(
+    ctx: TrialContext, trial: optuna.Trial, model: torch.nn.Module, partial: TrialResult, fidelity: Fidelity, *,
+    seed: int, deadline: float | None, distill: Distillation | None,
+) -> dict[str, object]:
+    """Train rung by rung; below the top rung, score the float model on validation, record the rung in the study
+    storage, and go on only when promoted, from the checkpoint on disk (never from scratch).
+
+    A retried trial (its process was killed) resumes from the last rung its earlier attempt recorded.
+    """
+    spec, out = partial.spec, ctx.trial_dir(trial.number)
+    bracket = int(trial.user_attrs.get(BRACKET_ATTR, fidelity.bracket_of(trial.number)))
+    trial.set_user_attr(BRACKET_ATTR, bracket)
+    rungs = fidelity.rungs_for(bracket)
+    reached = [int(e) for e in trial.user_attrs.get(RUNGS_ATTR, {}) if int(e) in rungs[:-1]]
+    state: dict[str, object] | None = None
+    losses: list[float] = []
+    if reached:
+        source = earlier_attempt_dir(ctx, trial)
+        state = load_checkpoint(source / CHECKPOINT, model, max(reached), f"trial {trial.number}'s earlier attempt")
+        save_checkpoint(out / CHECKPOINT, model, state)
+        decide_promotion(ctx, trial, bracket, max(reached), fidelity)
+    for epochs in rungs:
+        if reached and epochs <= max(reached):
+            continue
+        if state is not None:  # promoted: continue from what was saved at the last rung
+            state = load_checkpoint(out / CHECKPOINT, model, int(state["epoch"]), f"trial {trial.number}")  # type: ignore[call-overload]
+        log = ctx.task.train(model, spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill,
+                             device=ctx.train_device, stop_after=epochs, resume=state)  # type: ignore[arg-type]
+        losses += log["epoch_losses"]  # type: ignore[arg-type]
+        state = log.pop("state")  # type: ignore[assignment]
+        if epochs == rungs[-1]:
+            break
+        val = ctx.task.evaluate(torch_predictor(model), spec, ctx.dataset, "val", threshold=None,
+                                target_sensitivity=ctx.target_sensitivity)
+        record_rung(ctx, trial, epochs, partial.model_copy(update={"metrics": {"val": val}}))
+        save_checkpoint(out / CHECKPOINT, model, state)
+        interrupt.check()
+        decide_promotion(ctx, trial, bracket, epochs, fidelity)
+    return {"epoch_losses": losses, "rungs": rungs, "bracket": bracket}
+
+
+def record_rung(ctx: TrialContext, trial: optuna.Trial, epochs: int, result: TrialResult) -> None:
+    """The rung's float validation metrics and objective values, kept on the trial in the study storage."""
+    rungs = dict(trial.user_attrs.get(RUNGS_ATTR, {}))
+    rungs[str(epochs)] = {"metrics": result.metrics["val"], "objectives": [o.value(result) for o in ctx.objectives]}
+    trial.set_user_attr(RUNGS_ATTR, rungs)
+
+
+def decide_promotion(ctx: TrialContext, trial: optuna.Trial, bracket: int, epochs: int, fidelity: Fidelity) -> None:
+    competitors = rung_competitors(trial.study, bracket, epochs)
+    numbers = [n for n, _ in competitors]
+    promoted, rank, places = promotion([v for _, v in competitors], [o.direction for o in ctx.objectives],
+                                       numbers.index(trial.number), fidelity.reduction_factor)
+    if not promoted:
+        raise StoppedEarly(f"ranked {rank} of {len(competitors)} at the {epochs}-epoch rung (bracket {bracket}); "
+                           f"only the top {places} continue (reduction factor {fidelity.reduction_factor})", epochs)
+
+
+def earlier_attempt_dir(ctx: TrialContext, trial: optuna.Trial) -> Path:
+    """The folder of the attempt this trial retries (Optuna's stale-trial retry records it)."""
+    frozen = trial.study._storage.get_trial(trial._trial_id)
+    failed = frozen.system_attrs.get("failed_trial")
+    if failed is None:
+        raise TrialError(f"trial {trial.number} carries rung records but no earlier attempt to resume from")
+    return ctx.trial_dir(int(failed))
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, state: dict[str, object] | None) -> None:
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "train_state": state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, epochs: int, whose: str) -> dict[str, object]:
+    """Weights into `model`; returns the training state. A missing or unreadable checkpoint fails the trial."""
+    if not path.exists():
+        raise TrialError(f"cannot continue {whose} from the {epochs}-epoch rung: checkpoint {path} is missing")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        state = saved["train_state"]
+        if int(state["epoch"]) != epochs:
+            raise ValueError(f"it holds epoch {state['epoch']}, not {epochs}")
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
+        raise TrialError(f"cannot continue {whose} from the {epochs}-epoch rung: checkpoint {path} is corrupt "
+                         f"({type(exc).__name__}: {exc})") from None
+    return state
 
 
 TrialPipeline = Callable[[TrialContext, optuna.Trial], TrialResult]
@@ -161,16 +300,17 @@ def measure_precisions(ctx: TrialContext, model: torch.nn.Module, spec: Spec, ou
     INT8 scales do not change speed, so phase 1 calibrates on a few training images only (settled point 1).
     """
     module = model if ctx.target.needs_model else None
+    origin = f"{ctx.results_dir.name} trial {out.name}"
     with tempfile.TemporaryDirectory(prefix="shape-", dir=out) as tmp:
         fp32 = to_onnx(model, spec.input_shape, Path(tmp) / "fp32.onnx")
-        measured = {"fp32": ctx.target.measure(fp32, "fp32", spec.input_shape, module)}
+        measured = {"fp32": ctx.measure(fp32, "fp32", spec.input_shape, module, origin)}
         quant = spec.compression.quant
         if quant == "int8":
             calibration = ctx.task.sample_inputs(spec, ctx.dataset, 32, "train").numpy()
             int8 = quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration)
-            measured["int8"] = ctx.target.measure(int8, "int8", spec.input_shape, module)
+            measured["int8"] = ctx.measure(int8, "int8", spec.input_shape, module, origin)
         elif quant != "fp32":  # fp16: the runtime converts the float model itself
-            measured[quant] = ctx.target.measure(fp32, quant, spec.input_shape, module)
+            measured[quant] = ctx.measure(fp32, quant, spec.input_shape, module, origin)
     return measured
 
 
@@ -209,6 +349,9 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
 def record_failure(ctx: TrialContext, number: int, exc: BaseException, kind: str) -> str:
     reason = f"{type(exc).__name__}: {exc}" if kind == "error" else str(exc)
-    write_json(ctx.trial_dir(number) / ("failure.json" if kind != "infeasible" else "infeasible.json"),
-               {"kind": kind, "reason": reason, "traceback": traceback.format_exc() if kind == "error" else None})
+    if kind == "stopped":
+        (ctx.trial_dir(number) / CHECKPOINT).unlink(missing_ok=True)
+    name = {"infeasible": "infeasible.json", "stopped": "stopped.json"}.get(kind, "failure.json")
+    write_json(ctx.trial_dir(number) / name, {"kind": kind, "reason": reason,
+                                              "traceback": traceback.format_exc() if kind == "error" else None})
     return reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 import optuna
 from pydantic import (
@@ -14,6 +14,7 @@ from pydantic import (
 from nas import _yaml
 from nas.errors import ConfigError, did_you_mean
 from nas.models import get_family, list_families
+from nas.search.fidelity import Fidelity
 from nas.spec import CalibrationMethod, CompressionSpec, Precision, Spec, TrainingSpec
 
 Scalar = Union[bool, int, float, str]
@@ -111,7 +112,8 @@ class Baseline(BaseModel):
     name: str
     family: str
     arch: dict[str, Any]
-    input_size: int | None = None
+    input_size: int | Literal["native"] | None = None
+    """`native`: the data's own resolution (a baseline at 224x224 on 224-px images, 28x28 on MedMNIST)."""
 
     @field_validator("family")
     @classmethod
@@ -149,6 +151,8 @@ class SearchSpace(BaseModel):
     training: dict[str, Param]
     compression: dict[str, Param] = Field(default_factory=dict)
     baselines: list[Baseline] = Field(default_factory=list)
+    fidelity: Fidelity | None = None
+    """Multi-fidelity rungs (epochs) for this space's searches; flags override it, `--rungs none` turns it off."""
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("families")
@@ -240,11 +244,14 @@ def baseline_params(space: SearchSpace, baseline: Baseline) -> dict[str, Any]:
 
 
 def sample_spec(
-    space: SearchSpace, trial: optuna.Trial, *, in_channels: int, num_classes: int, max_epochs: int | None = None
+    space: SearchSpace, trial: optuna.Trial, *, in_channels: int, num_classes: int, max_epochs: int | None = None,
+    epochs: int | None = None,
 ) -> Spec:
     """Draw one candidate, or build the baseline the trial was enqueued as (user attr `baseline`).
 
-    Parameter names are stable: `family`, `dsconv.stage_width[1]`, `input_size`, `lr`.
+    Parameter names are stable: `family`, `dsconv.stage_width[1]`, `input_size`, `lr`. `epochs` fixes a
+    candidate's epoch count (multi-fidelity: the top rung), and the `epochs` knob is then not drawn, since it
+    would have no effect the sampler could learn from.
     """
     baseline = space.baseline(trial.user_attrs["baseline"]) if "baseline" in trial.user_attrs else None
     if baseline is None or baseline.family in space.families:
@@ -262,7 +269,8 @@ def sample_spec(
         fixed = baseline.input_size or space.baseline_input_size()
         contained = isinstance(space.input_size, Distribution) and space.input_size.contains(fixed)
         input_size = int(draw(trial, "input_size", space.input_size) if contained else fixed)  # type: ignore[arg-type]
-    training = {k: draw(trial, k, v) for k, v in space.training.items()}
+    pinned = {"epochs": epochs} if epochs is not None and baseline is None else {}
+    training = {k: pinned[k] if k in pinned else draw(trial, k, v) for k, v in space.training.items()}
     compression = {} if baseline else sample_compression(space, trial)
     return _make_spec(space, family, arch, input_size, training, compression, in_channels, num_classes,
                       max_epochs, baseline=baseline.name if baseline else None)
@@ -294,6 +302,28 @@ def for_precisions(space: SearchSpace, precisions: list[str], profile: str) -> S
         return space
     restricted = Distribution(choices=kept) if len(kept) > 1 else kept[0]
     return space.model_copy(update={"compression": {**space.compression, "quant": restricted}})
+
+
+def for_data(space: SearchSpace, image_size: tuple[int, int]) -> SearchSpace:
+    """The space as this data allows: searched input sizes never above the images' own size (upsampling adds
+    no information, only cost), and `native` baselines at that size."""
+    native = min(image_size)
+    param = space.input_size
+    if isinstance(param, Distribution) and param.choices is not None:
+        kept = [c for c in param.choices if int(c) <= native]  # type: ignore[arg-type]
+        if not kept:
+            raise ConfigError(f"{space.path}: input_size: every choice ({', '.join(map(str, param.choices))}) is "
+                              f"above the data's {native} px; add a choice of at most {native}")
+        default = param.default if param.default in kept else None
+        param = Distribution(choices=kept, default=default) if len(kept) > 1 else kept[0]
+    elif isinstance(param, Distribution) and param.high is not None and param.high > native:
+        if param.low is not None and param.low > native:
+            raise ConfigError(f"{space.path}: input_size: the range starts at {param.low}, above the data's "
+                              f"{native} px")
+        param = param.model_copy(update={"high": native})
+    baselines = [b.model_copy(update={"input_size": native}) if b.input_size == "native" else b
+                 for b in space.baselines]
+    return space.model_copy(update={"input_size": param, "baselines": baselines})
 
 
 def _make_spec(

@@ -50,12 +50,13 @@ class XrayTask(Task):
     def train(
         self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
         recipe: TrainingSpec | None = None, distill: Distillation | None = None, device: str = "cpu",
+        stop_after: int | None = None, resume: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         images = self.inputs(dataset, "train", spec.input_size)
         labels = torch.from_numpy(dataset.split("train").labels)
         log = train_classifier(model, images, labels, recipe or spec.training, seed=seed, deadline=deadline,
-                               distill=distill, device=device)
-        return {"epoch_losses": log.epoch_losses, "train_seconds": log.seconds}
+                               distill=distill, device=device, stop_after=stop_after, resume=resume)
+        return {"epoch_losses": log.epoch_losses, "train_seconds": log.seconds, "state": log.state}
 
     def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
         return self.inputs(dataset, split, spec.input_size)[:count]

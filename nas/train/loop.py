@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,9 @@ class Distillation:
 class TrainLog:
     epoch_losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    state: dict[str, Any] | None = None
+    """Where training stopped (epoch, optimizer, schedule, random stream), to resume it exactly: set when
+    training stopped before the recipe's last epoch."""
 
 
 def random_affine(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
@@ -58,9 +62,15 @@ def train_classifier(
     on_epoch: Callable[[int, float], None] | None = None,
     distill: Distillation | None = None,
     device: str = "cpu",
+    stop_after: int | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainLog:
     """Train in place on `device` (the model comes back on the CPU, for export). Raises TrialError on a non-finite
-    loss or when `deadline` (time.monotonic) passes."""
+    loss or when `deadline` (time.monotonic) passes.
+
+    The schedule always spans `recipe.epochs`; `stop_after` ends early (a multi-fidelity rung) and leaves
+    `log.state`, from which `resume` continues exactly as if training had never stopped.
+    """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model.to(device)
@@ -73,10 +83,18 @@ def train_classifier(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
     )
+    first = 0
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        first = int(resume["epoch"])
+    last = recipe.epochs if stop_after is None else min(stop_after, recipe.epochs)
     log = TrainLog()
     start = time.monotonic()
     model.train()
-    for epoch in range(recipe.epochs):
+    for epoch in range(first, last):
         order = torch.randperm(len(labels), generator=generator)
         running = 0.0
         for step in range(steps_per_epoch):
@@ -105,5 +123,18 @@ def train_classifier(
         if on_epoch is not None:
             on_epoch(epoch + 1, log.epoch_losses[-1])
     model.eval().to("cpu")
+    if last < recipe.epochs:
+        log.state = {"epoch": last, "optimizer": _to_cpu(optimizer.state_dict()), "schedule": schedule.state_dict(),
+                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
     log.seconds = time.monotonic() - start
     return log
+
+
+def _to_cpu(state: Any) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_to_cpu(v) for v in state]
+    return state

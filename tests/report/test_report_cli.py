@@ -97,7 +97,7 @@ def test_limits_estimates_untrained_trials_and_more_objectives(study):
     assert symbols[estimated["trial"]] == "circle-open"
     assert all(s == "circle" for t, s in symbols.items() if t != estimated["trial"])
     assert "estimates, not measurements" in fig.layout.title.text
-    assert list(traces["measured, not trained (no AUC)"].x) == [0.4]
+    assert list(traces["measured, not fully trained (no final AUC)"].x) == [0.4]
     lines = {(s.x0, s.y0) for s in fig.layout.shapes}
     assert (0.1, 0) in lines and (0, 0.9) in lines  # the budget across, the sensitivity floor up
     assert {"latency budget 0.1 ms", "min sensitivity 0.9"} <= {a.text for a in fig.layout.annotations}

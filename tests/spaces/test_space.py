@@ -10,8 +10,11 @@ import yaml
 
 from nas.errors import ConfigError
 from nas.models import create_model
-from nas.spaces import Distribution, baseline_params, for_precisions, list_spaces, load_space, sample_spec
+from nas.spaces import (
+    Distribution, baseline_params, for_data, for_precisions, list_spaces, load_space, sample_spec,
+)
 from nas.spec import CompressionSpec, TrainingSpec
+from nas.tasks import list_tasks
 
 SHIPPED = Path(__file__).resolve().parents[2] / "search_spaces"
 
@@ -56,7 +59,7 @@ def test_shipped_spaces_load():
         space = load_space(f.stem)
         assert space == spaces[f.stem]
         assert space.path.resolve() == f.resolve()
-        assert space.task == "xray"
+        assert space.task in list_tasks()
 
 
 def test_tiny_space_samples_models_that_run():
@@ -88,7 +91,7 @@ def test_sampling_is_reproducible():
 
 @pytest.mark.parametrize("name", ["xray", "xray-tiny"])
 def test_baselines_replay_exactly(name):
-    space = load_space(name)
+    space = for_data(load_space(name), (28, 28))  # `native` baselines take the data's size
     assert space.baselines
     study = _study()
     for baseline in space.baselines:
@@ -247,3 +250,21 @@ def test_unknown_space_name_suggests():
     assert "did you mean 'xray-tiny'" in str(err.value)
     assert all(f.stem in str(err.value) for f in SHIPPED.glob("*.yaml"))
 
+
+
+def test_input_sizes_never_exceed_the_data_and_native_baselines_follow_it():
+    space = load_space("xray")
+    small = for_data(space, (28, 28))
+    assert small.input_size == 28  # MedMNIST: the only choice not above 28 px
+    assert {b.input_size for b in small.baselines} == {28}
+    full = for_data(space, (224, 224))
+    assert full.input_size.choices == [28, 64, 96, 128, 160, 224]
+    assert {b.input_size for b in full.baselines} == {224}
+    mid = for_data(space, (100, 120))
+    assert mid.input_size.choices == [28, 64, 96]
+
+
+def test_a_space_whose_sizes_are_all_above_the_data_names_the_field(tmp_path):
+    space = load_space("xray").model_copy(update={"input_size": Distribution(choices=[64, 96])})
+    with pytest.raises(ConfigError, match=r"input_size: every choice \(64, 96\) is above the data's 28 px"):
+        for_data(space, (28, 28))

@@ -1,0 +1,132 @@
+"""More of the front per CPU-hour: the same wall-clock budget for (a) NSGA-II training every trial fully,
+(b) random search training every trial fully, and (c) nas multi-fidelity (NSGA-II + successive halving over
+epochs 1, 3, 9), several seeds each, in one run on this machine.
+
+Each run is a real `nas search` on the default X-ray space (`--no-baselines`, every run in its own results root so
+no run reuses another's measurements), stopped by `--timeout`. It prints the hypervolume of the (validation AUC,
+p95 latency) front of the trials completed by each point in time, against one fixed reference point, and the test
+AUC and latency of each final front's most accurate and fastest members (scored once, after the search).
+
+    python benchmarks/search_efficiency.py                      # 30 min per run, 3 seeds: 4.5 hours
+    python benchmarks/search_efficiency.py --budget-min 5 --seeds 0 1 2
+    python benchmarks/search_efficiency.py --data ../shared/data/chest_xray_224 --budget-min 20 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+
+from nas.search.hypervolume import hypervolume
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = {
+    "a: nsga2, full": ["--sampler", "nsga2", "--rungs", "none"],
+    "b: random, full": ["--sampler", "random", "--rungs", "none"],
+    "c: nas multi-fidelity": ["--sampler", "nsga2", "--rungs", "1,3,9"],
+    "d: tpe, multi-fidelity": ["--sampler", "tpe", "--rungs", "1,3,9"],
+    "e: gp, multi-fidelity": ["--sampler", "gp", "--rungs", "1,3,9"],
+}
+DIRECTIONS = ("maximize", "minimize")
+
+
+def run_search(method: str, seed: int, args: argparse.Namespace, root: Path) -> Path:
+    results = root / f"{method[0]}-{seed}"
+    command = [sys.executable, "-m", "nas.cli.main", "search", "--task", "xray", "--hardware", args.hardware,
+               "--study", "run", "--results", str(results), "--trials", "100000", "--timeout",
+               str(args.budget_min * 60), "--seed", str(seed), "--epochs", str(args.epochs), "--no-baselines",
+               "--no-progress", *METHODS[method]]
+    if args.data:
+        command += ["--data", str(Path(args.data).resolve())]
+    log = results.with_suffix(".log")
+    results.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=True)
+    return results
+
+
+def history(results: Path, budget_s: float, points: int, reference: tuple[float, float]
+            ) -> tuple[list[float], dict[str, int]]:
+    """Hypervolume of the trials completed by each of `points` equally spaced times within the budget."""
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{results / 'run' / 'study.db'}")
+    trials = study.get_trials(deepcopy=False)
+    start = min(t.datetime_start for t in trials if t.datetime_start)
+    done = [((t.datetime_complete - start).total_seconds(), t.values) for t in trials
+            if t.state.name == "COMPLETE" and t.values]
+    counts = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    counts["stopped early"] = sum("stopped" in t.user_attrs for t in trials)
+    out = []
+    for k in range(1, points + 1):
+        cutoff = budget_s * k / points
+        values = [v for at, v in done if at <= cutoff]
+        out.append(hypervolume(values, DIRECTIONS, reference) if values else 0.0)
+    return out, counts
+
+
+def front_members(results: Path) -> dict[str, dict]:
+    members = json.loads((results / "run" / "pareto.json").read_text())["members"]
+    best = max(members, key=lambda m: m["metrics"]["val"]["auc"])
+    fastest = min(members, key=lambda m: m["latency"]["p95_ms"])
+    return {"most accurate": best, "fastest": fastest}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget-min", type=float, default=30.0, help="wall clock per run (default 30 min)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["a", "b", "c"], help="letters from: " + ", ".join(METHODS))
+    parser.add_argument("--epochs", type=int, default=9, help="full training (and the top rung) in epochs")
+    parser.add_argument("--hardware", default="cpu")
+    parser.add_argument("--data", help="default: the bundled PneumoniaMNIST")
+    parser.add_argument("--reference-ms", type=float, default=2.0,
+                        help="hypervolume reference: (AUC 0.5, this p95 latency in ms)")
+    parser.add_argument("--points", type=int, default=4, help="times at which the hypervolume is reported")
+    parser.add_argument("--keep", type=Path, help="keep every run's results here (default: a temporary folder)")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    methods = [m for m in METHODS if m[0] in args.methods]
+    budget_s = args.budget_min * 60
+    rows: dict[str, list[tuple[int, list[float], dict[str, int], dict[str, dict]]]] = {m: [] for m in methods}
+    with tempfile.TemporaryDirectory(prefix="nas-efficiency-") as tmp:
+        root = args.keep or Path(tmp)
+        for seed in args.seeds:  # interleaved, so a slow stretch of the machine hits every method alike
+            for method in methods:
+                print(f"running {method}, seed {seed} ({args.budget_min:g} min) ...", file=sys.stderr, flush=True)
+                results = run_search(method, seed, args, root)
+                hv, counts = history(results, budget_s, args.points, (0.5, args.reference_ms))
+                rows[method].append((seed, hv, counts, front_members(results)))
+
+    data = args.data or "bundled PneumoniaMNIST"
+    print(f"\nSearch efficiency on {data}, {args.budget_min:g} min per run, seeds {args.seeds}, "
+          f"full training {args.epochs} epochs, hypervolume of (val AUC, p95 ms) vs reference (0.5, "
+          f"{args.reference_ms} ms)")
+    times = [f"HV@{args.budget_min * k / args.points:.0f}m" for k in range(1, args.points + 1)]
+    print(f"{'method':<24} {'seed':>4} {'done':>5} {'stopped':>7} {'failed':>6} " + " ".join(f"{t:>9}" for t in times))
+    for method, runs in rows.items():
+        for seed, hv, counts, _ in runs:
+            print(f"{method:<24} {seed:>4} {counts['COMPLETE']:>5} {counts['stopped early']:>7} {counts['FAIL']:>6} "
+                  + " ".join(f"{v:>9.4f}" for v in hv))
+    medians = {m: statistics.median(hv[-1] for _, hv, _, _ in runs) for m, runs in rows.items()}
+    print(f"\n{'method':<24} {'median HV at budget':>20} {'vs a':>7} {'vs b':>7}")
+    first = {letter: next((medians[m] for m in medians if m[0] == letter), None) for letter in "ab"}
+    for method, value in medians.items():
+        ratios = [f"{value / first[x]:>7.2f}" if first[x] else f"{'-':>7}" for x in "ab"]
+        print(f"{method:<24} {value:>20.4f} " + " ".join(ratios))
+    print(f"\n{'method':<24} {'seed':>4} {'member':<14} {'trial':>5} {'val AUC':>8} {'test AUC':>8} {'p95 ms':>8}  model")
+    for method, runs in rows.items():
+        for seed, _, _, members in runs:
+            for label, m in members.items():
+                print(f"{method:<24} {seed:>4} {label:<14} {m['trial']:>5} {m['metrics']['val']['auc']:>8.4f} "
+                      f"{m['metrics']['test']['auc']:>8.4f} {m['latency']['p95_ms']:>8.3f}  {m['summary']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

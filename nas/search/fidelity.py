@@ -1,0 +1,142 @@
+"""Multi-fidelity scheduling: multi-objective successive halving over training epochs, decided on ask/tell.
+
+Optuna's pruners do not support multi-objective studies, so nas decides itself. A trial trains to each rung's
+epoch count in turn; at every rung it is ranked against all trials of its bracket that reached that rung
+(non-dominated sorting on the study's objectives, ties broken by crowding distance, then by trial number) and
+continues only while it is within the top max(1, n // reduction_factor), the rule of Optuna's single-objective
+SuccessiveHalvingPruner. The rung records live on the trials in the study storage, so several workers promote
+consistently and a resumed search keeps them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from nas.errors import ConfigError
+from nas.search.pareto import _as_minimized, dominates
+
+RUNGS_ATTR = "rungs"
+"""Trial user attribute: {epochs (str): {"metrics": {...}, "objectives": [...]}} for every rung it reached; below
+the top rung the float model's validation metrics, at the top the completed (deployed) result's."""
+BRACKET_ATTR = "bracket"
+
+
+class Fidelity(BaseModel):
+    """Rungs in training epochs, ascending; the last is full training."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rungs: list[int]
+    reduction_factor: int = 3
+    brackets: int = 1
+    """Hyperband-style: bracket b starts at rung b, so some trials skip the cheapest (noisiest) rungs."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Fidelity:
+        if not self.rungs or any(r < 1 for r in self.rungs) or list(self.rungs) != sorted(set(self.rungs)):
+            raise ValueError(f"rungs must be increasing epoch counts of at least 1, got {self.rungs}")
+        if self.reduction_factor < 2:
+            raise ValueError(f"reduction_factor must be at least 2 (keep the top 1/2 or fewer), "
+                             f"got {self.reduction_factor}")
+        if not 1 <= self.brackets <= len(self.rungs):
+            raise ValueError(f"brackets must be between 1 and the number of rungs ({len(self.rungs)}), "
+                             f"got {self.brackets}")
+        return self
+
+    @property
+    def epochs(self) -> int:
+        return self.rungs[-1]
+
+    def bracket_of(self, trial_number: int) -> int:
+        return trial_number % self.brackets
+
+    def rungs_for(self, bracket: int) -> list[int]:
+        return self.rungs[bracket:]
+
+    def within(self, budget: int | None, where: str) -> Fidelity:
+        """Checked against the epoch budget (`--epochs`, or the space's largest epoch count)."""
+        if budget is not None and self.epochs > budget:
+            raise ConfigError(f"{where}: rung {self.epochs} is above the epoch budget of {budget}; rungs must lie "
+                              f"in 1..{budget} (lower the rungs or raise --epochs)")
+        return self
+
+
+def parse_fidelity(rungs: str | Sequence[int] | None, reduction_factor: int | None, brackets: int | None,
+                   declared: Fidelity | None, where: str) -> Fidelity | None:
+    """Flags override the space's `fidelity` block field by field; `--rungs none` turns multi-fidelity off."""
+    if isinstance(rungs, str):
+        if rungs.strip().lower() in ("none", "off", "0"):
+            return None
+        try:
+            rungs = [int(r) for r in rungs.replace(" ", "").split(",") if r]
+        except ValueError:
+            raise ConfigError(f"--rungs {rungs!r}: give epoch counts separated by commas, e.g. 1,3,9 "
+                              "(or none for full training of every trial)") from None
+    if rungs is None and declared is None:
+        if reduction_factor is not None or brackets is not None:
+            raise ConfigError("--reduction-factor and --brackets need rungs: pass --rungs (e.g. 1,3,9) or use a "
+                              "search space with a `fidelity` block")
+        return None
+    base = declared.model_dump() if declared is not None else {}
+    fields = {"rungs": list(rungs) if rungs is not None else base.get("rungs"),
+              "reduction_factor": reduction_factor or base.get("reduction_factor", 3),
+              "brackets": brackets or base.get("brackets", 1)}
+    try:
+        return Fidelity(**fields)
+    except ValidationError as exc:
+        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"{where}: {message}") from None
+
+
+def promotion_order(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices best first: by non-dominated front, then larger crowding distance, then position (earlier trial)."""
+    points = _as_minimized(values, directions) if len(values) else np.empty((0, len(directions)))
+    remaining = list(range(len(points)))
+    order: list[int] = []
+    while remaining:
+        front = [i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)]
+        distance = crowding_distance(points[front])
+        order += [i for _, i in sorted(zip(-distance, front), key=lambda t: (t[0], t[1]))]
+        remaining = [i for i in remaining if i not in front]
+    return order
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance within one front: boundary points are infinitely far."""
+    n = len(points)
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for m in range(points.shape[1]):
+        order = np.argsort(points[:, m], kind="stable")
+        span = points[order[-1], m] - points[order[0], m]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (points[order[2:], m] - points[order[:-2], m]) / span
+    return distance
+
+
+def promotion(values: Sequence[Sequence[float]], directions: Sequence[str], index: int,
+              reduction_factor: int) -> tuple[bool, int, int]:
+    """(promoted, rank from 1, places): whether point `index` is within the top max(1, n // reduction_factor)."""
+    order = promotion_order(values, directions)
+    places = max(1, len(values) // reduction_factor)
+    rank = order.index(index) + 1
+    return rank <= places, rank, places
+
+
+def rung_competitors(study: optuna.Study, bracket: int, epochs: int) -> list[tuple[int, list[float]]]:
+    """(trial number, objective values) of every trial in `bracket` that reached the rung, read from storage.
+
+    Failed attempts are left out: a killed trial's retry carries its records, and they must count once."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)):
+        record = t.user_attrs.get(RUNGS_ATTR, {}).get(str(epochs))
+        if record is not None and t.user_attrs.get(BRACKET_ATTR, 0) == bracket:
+            out.append((t.number, record["objectives"]))
+    return sorted(out)
