@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_json_option, add_study_options, err, print_json
-from nas.report.package import EXPORT_FORMATS, INT8_MAX_AUC_DROP, export_trial
+from nas.report.package import EXPORT_FORMATS, INT8_MAX_AUC_DROP, REFER_RATE, export_trial
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,16 +24,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="onnx (fp32), int8 (ONNX Runtime static QDQ, calibrated on training images), tensorrt")
     p.add_argument("--max-auc-drop", type=float, default=INT8_MAX_AUC_DROP,
                    help="fail when the deployed file loses more validation AUC than this (default %(default)s)")
+    p.add_argument("--refer-rate", type=float, default=REFER_RATE,
+                   help="fraction of validation cases, the least certain ones, whose score band `nas predict` "
+                        "marks for a reader (default %(default)s)")
     add_json_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     card = export_trial(args.results, args.study, args.trial, args.out, data=args.data, fmt=args.fmt,
-                        max_auc_drop=args.max_auc_drop)
+                        max_auc_drop=args.max_auc_drop, refer_rate=args.refer_rate)
     if args.json:
         print_json(card)
     else:
         err(f"ONNX matches PyTorch (class probabilities within {card['parity_max_abs_diff']:.1e})")
+        ece, band = card["calibration"]["ece"]["val"], card["referral"]["band"]
+        err(f"calibrated: temperature {card['calibration']['temperature']:.3f}, validation ECE {ece['before']:.3f} -> "
+            f"{ece['after']:.3f}; referral band {band[0]:.3f}-{band[1]:.3f} "
+            f"({card['referral']['test_referred']:.1%} of test referred)")
         print(f"exported trial {args.trial} of {args.study} to {args.out}/: {', '.join(card['files'])}")
     return 0

@@ -15,6 +15,28 @@ def _row(name: str, m: dict[str, float], ci: dict[str, list[float]] | None = Non
     return f"| {name} | {cell('auc')} | {cell('accuracy')} | {cell('sensitivity')} | {cell('specificity')} |"
 
 
+def _calibration_lines(cal: dict[str, Any], ref: dict[str, Any]) -> list[str]:
+    ece, kept = cal["ece"], ref["test_not_referred"]
+    low, high = ref["band"]
+    return [
+        "", "## Calibration and referral",
+        f"- Scores are temperature-scaled: score = softmax(logits / {cal['temperature']:.4f})[1], the temperature "
+        "fitted on validation (minimum negative log-likelihood). Ranking, AUC and the figures above are unchanged by "
+        "it; the score can be read as a probability.",
+        f"- Expected calibration error ({cal['ece_bins']} equal-width bins of the positive-class score; lower is "
+        "better):", "",
+        "| split | before calibration | after calibration |", "|---|---|---|",
+        *(f"| {name} | {ece[key]['before']:.4f} | {ece[key]['after']:.4f} |"
+          for key, name in (("val", "validation"), ("test", "test"))),
+        "",
+        f"- Referral band: scores from **{low:.4f}** to **{high:.4f}** are sent to a reader. It holds the "
+        f"{ref['refer_rate']:.0%} of validation cases closest to the threshold in logit space "
+        f"({ref['val_referred']:.1%} of validation, {ref['test_referred']:.1%} of test).",
+        f"- On the {kept['cases']} test cases not referred: sensitivity {kept['sensitivity']:.4f}, specificity "
+        f"{kept['specificity']:.4f}.",
+    ]
+
+
 def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
     json_path = write_json(out / "model_card.json", card)
     metrics, lat, io, data = card["metrics"], card["latency"], card["preprocessing"], card["data"]
@@ -32,8 +54,8 @@ def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         "- The search chose this model on the validation split. The test split was used once, to write this card.",
         "",
         "## Operating point and accuracy (of the deployed file)",
-        f"- Threshold **{card['threshold']:.4f}** on the positive-class score, chosen on validation to reach "
-        f"sensitivity {card['target_sensitivity']}.",
+        f"- Threshold **{card['threshold']:.4f}** on the calibrated positive-class score, chosen on validation to "
+        f"reach sensitivity {card['target_sensitivity']}.",
         "- Test figures in brackets are 95% bootstrap intervals (1,000 resamples of the test cases).",
         "",
         "| split | AUC | accuracy | sensitivity | specificity |",
@@ -43,6 +65,7 @@ def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
     ]
     if card["compression"]["quant"] != "fp32":
         lines.append(_row("validation, as recorded by the search", metrics["val_recorded"]))
+    lines += _calibration_lines(card["calibration"], card["referral"])
     c = card["compression"]
     pruned = f"ratio {c['prune_ratio']:.2f}, {c['pruned_layers']} layers narrowed" if c["prune_ratio"] else "no"
     lines += ["", "## Compression",

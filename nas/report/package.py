@@ -7,24 +7,35 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from nas._io import write_json
+from nas.clinical.calibration import (
+    ECE_BINS, calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band,
+)
+from nas.clinical.inputs import DICOM_MODALITIES
 from nas.compress import load_model, quantize_int8
 from nas.compress.quantize import CALIBRATION_IMAGES
 from nas.data import Dataset
 from nas.errors import ConfigError, StudyError, unknown_name
-from nas.export import check_parity, preprocessing, to_onnx
+from nas.export import check_parity, onnx_predict, onnx_session, preprocessing, to_onnx
 from nas.hardware import load_profile, open_target
 from nas.hardware.tensorrt_engine import build_engine, import_tensorrt
 from nas.metrics import binary_metrics, bootstrap_ci, threshold_for_sensitivity
 from nas.report.html import study_dir as find_study_dir
 from nas.report.model_card import write_model_card
 from nas.search.result import TrialResult
+from nas.spec import Spec
 from nas.tasks import Task, get_task
+from nas.tasks.xray import MEAN, STD
 
 EXPORT_FORMATS = ("onnx", "int8", "tensorrt")
 INT8_MAX_AUC_DROP = 0.01
+REFER_RATE = 0.10
+"""Fraction of validation cases, the least certain ones, whose score range is sent to a reader by default."""
+SCORE_HISTOGRAM_BINS = 20
+"""Bins of the validation score histogram io.json keeps as the reference `nas monitor` measures drift against."""
 
 
 def trial_dir(results: Path, study: str, trial: int) -> Path:
@@ -37,7 +48,8 @@ def trial_dir(results: Path, study: str, trial: int) -> Path:
 
 
 def load_result(folder: Path, study: str, trial: int) -> TrialResult:
-    for name, why in (("failure.json", "failed"), ("infeasible.json", "was stopped before training (infeasible)")):
+    for name, why in (("failure.json", "failed"), ("infeasible.json", "was stopped before training (infeasible)"),
+                      ("stopped.json", "was stopped early at a multi-fidelity rung (not fully trained)")):
         if (folder / name).exists():
             reason = json.loads((folder / name).read_text())["reason"]
             raise StudyError(f"trial {trial} of {study!r} {why}: {reason}; it cannot be exported")
@@ -61,16 +73,19 @@ def study_dataset(study_dir: Path, data: str | None) -> tuple[Task, Dataset]:
 
 def export_trial(
     results: Path, study: str, trial: int, out: Path, *, data: str | None = None, fmt: str | None = None,
-    max_auc_drop: float = INT8_MAX_AUC_DROP,
+    max_auc_drop: float = INT8_MAX_AUC_DROP, refer_rate: float = REFER_RATE,
 ) -> dict[str, Any]:
     """Rebuild the trial's model from its spec and weights and ship it as `fmt`, verified.
 
-    The float ONNX is checked against PyTorch; the deployed artifact (the float ONNX, or its INT8 version) gets
-    its operating threshold on validation, must keep validation AUC within `max_auc_drop` of the recorded one,
-    and is scored once on test with bootstrap intervals for the model card.
+    The float ONNX is checked against PyTorch; the deployed artifact (the float ONNX, or its INT8 version) gets a
+    temperature fitted on its validation logits, its operating threshold on the calibrated validation scores and
+    a referral band holding the `refer_rate` least certain validation cases; it must keep validation AUC within
+    `max_auc_drop` of the recorded one, and is scored once on test with bootstrap intervals for the model card.
     """
     if fmt is not None and fmt not in EXPORT_FORMATS:
         raise ConfigError(unknown_name("export format", fmt, EXPORT_FORMATS))
+    if not 0 <= refer_rate < 1:
+        raise ConfigError(f"--refer-rate must be in [0, 1) (a fraction of validation cases), got {refer_rate}")
     if fmt == "tensorrt":
         import_tensorrt()  # before any work: a clear message where TensorRT is absent
     folder = trial_dir(results, study, trial)
@@ -104,14 +119,27 @@ def export_trial(
     # Compared with what the search recorded for this precision: the float model's metrics for a float export of
     # an INT8 candidate, else the scored artifact's.
     recorded = result.float_metrics.get("val", result.metrics["val"]) if precision == "fp32" else result.metrics["val"]
-    val_labels, val_scores = dataset.split("val").labels, task.scores(deployed, spec, dataset, "val")
+    val_labels, val_logits = dataset.split("val").labels, _logits(deployed, task, spec, dataset, "val")
+    temperature = fit_temperature(val_logits, val_labels)
+    val_scores = calibrated_scores(val_logits, temperature)
     threshold = threshold_for_sensitivity(val_labels, val_scores, settings["target_sensitivity"])
     val = binary_metrics(val_labels, val_scores, threshold)
     if recorded["auc"] - val["auc"] > max_auc_drop:
         raise StudyError(f"the {precision} artifact's validation AUC {val['auc']:.4f} is {recorded['auc'] - val['auc']:.4f} "
                          f"below the recorded {recorded['auc']:.4f} (allowed: {max_auc_drop}); not shipped as {fmt}")
-    test_labels, test_scores = dataset.split("test").labels, task.scores(deployed, spec, dataset, "test")
+    test_labels, test_logits = dataset.split("test").labels, _logits(deployed, task, spec, dataset, "test")
+    test_scores = calibrated_scores(test_logits, temperature)
     test = binary_metrics(test_labels, test_scores, threshold)
+    band = referral_band(val_scores, threshold, refer_rate)
+    calibration = {"method": "temperature", "temperature": temperature, "ece_bins": ECE_BINS, "ece": {
+        split: {"before": expected_calibration_error(labels, calibrated_scores(logits, 1.0)),
+                "after": expected_calibration_error(labels, calibrated_scores(logits, temperature))}
+        for split, labels, logits in (("val", val_labels, val_logits), ("test", test_labels, test_logits))}}
+    referred = in_band(test_scores, band)
+    referral = {"refer_rate": refer_rate, "band": list(band),
+                "val_referred": float(in_band(val_scores, band).mean()), "test_referred": float(referred.mean()),
+                "test_not_referred": _operating_point(test_labels[~referred], test_scores[~referred], threshold)}
+    counts, edges = _score_histogram(val_scores)
 
     latency = _latency(folder, result, study_dir, deployed, precision, spec.input_shape, model)
     engine = None
@@ -119,9 +147,16 @@ def export_trial(
         engine = build_engine(deployed, out / "model.engine", precision=spec.compression.quant,
                               input_shape=spec.input_shape)
         files.append(engine["file"])
-    io = {**preprocessing(spec.input_size, spec.in_channels), "file": deployed.name, "precision": precision,
-          "threshold": threshold, "positive_class": dataset.positive_class,
-          "decision": f"positive ({dataset.positive_class}) when score >= threshold"}
+    io = {**preprocessing(spec.input_size, spec.in_channels), "mean": MEAN, "std": STD,
+          "output": "logits for [negative, positive]; score = softmax(logits / temperature)[1], calibrated",
+          "file": deployed.name, "precision": precision,
+          "calibration": {"method": "temperature", "temperature": temperature},
+          "threshold": threshold, "referral_band": list(band), "refer_rate": refer_rate,
+          "positive_class": dataset.positive_class,
+          "decision": f"positive ({dataset.positive_class}) when score >= threshold; refer to a reader when "
+                      "referral_band[0] <= score <= referral_band[1]",
+          "modality": list(DICOM_MODALITIES.get(task.name, ())),
+          "val_scores_histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
     write_json(out / "io.json", io)
     card = {
         "study": study, "trial": trial, "task": settings["task"], "summary": spec.summary(), "format": fmt,
@@ -137,6 +172,7 @@ def export_trial(
         "metrics": {"val": val, "test": test, "test_ci95": bootstrap_ci(test_labels, test_scores, threshold),
                     "val_recorded": recorded},
         "target_sensitivity": settings["target_sensitivity"], "threshold": threshold,
+        "calibration": calibration, "referral": referral,
         "latency": latency, "preprocessing": io,
         "data": {**dataset.describe(), "split_sizes": {s: len(dataset.split(s)) for s in ("train", "val", "test")}},
         "parity_max_abs_diff": diff,
@@ -144,6 +180,27 @@ def export_trial(
     }
     write_model_card(out, card)
     return card
+
+
+def _logits(artifact: Path, task: Task, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
+    """The deployed file's logits on a whole split: temperature scaling needs logits, not probabilities."""
+    return onnx_predict(onnx_session(artifact), task.sample_inputs(spec, dataset, None, split=split).numpy())
+
+
+def _score_histogram(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges of `scores` over [0, 1] in bins of equal validation mass (quantiles), merged where scores
+    tie: a calibrated model's scores can all sit in a narrow range, where equal-width bins would hold one bin."""
+    inner = np.quantile(scores, np.linspace(0, 1, SCORE_HISTOGRAM_BINS + 1)[1:-1])
+    edges = np.unique(np.concatenate([[0.0], inner, [1.0]]))
+    return np.histogram(scores, bins=edges)
+
+
+def _operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | int]:
+    """Sensitivity and specificity at `threshold` on the cases the model decides alone (AUC is left out: the
+    subset may hold one class only)."""
+    labels, predicted = labels.astype(bool), scores >= threshold
+    return {"cases": int(labels.size), "sensitivity": float((predicted & labels).sum() / max(1, labels.sum())),
+            "specificity": float((~predicted & ~labels).sum() / max(1, (~labels).sum()))}
 
 
 def _latency(folder: Path, result: TrialResult, study_dir: Path, deployed: Path, precision: str,
