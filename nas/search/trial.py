@@ -134,25 +134,9 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     started = time.monotonic()
     distill, teacher = distillation(ctx, spec, flags)
     seed = ctx.seed + trial.number
-    trained = ctx.warm.trained_for(spec) if ctx.warm is not None and spec.baseline is None else None
-    if trained is not None:
-        try:
-            model.load_state_dict(torch.load(trained.weights, map_location="cpu", weights_only=True))
-        except Exception as exc:  # a damaged file: this candidate fails, the study goes on
-            raise TrialError(f"cannot reuse trained weights {trained.weights}: {type(exc).__name__}: {exc}") from None
-        train_log: dict[str, object] = {"epoch_losses": [], "warm_start": {
-            "study": trained.study, "trial": trained.trial, "weights": str(trained.weights)}}
-        flags.append(f"started from the trained model of trial {trained.trial} of study {trained.study!r} "
-                     "(differs only in compression): compressed and fine-tuned, not trained from scratch")
-    elif fidelity is not None and spec.baseline is None:  # baselines are the yardstick: always trained fully
-        partial = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
-                              metrics={})
-        train_log = train_in_rungs(ctx, trial, model, partial, fidelity, seed=seed, deadline=deadline,
-                                   distill=distill)
-    else:
-        train_log = ctx.task.train(model, spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill,
-                                   device=ctx.train_device)
-        train_log.pop("state", None)
+    partial = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
+                          metrics={})
+    train_log = train_candidate(ctx, trial, model, partial, flags, seed=seed, deadline=deadline, distill=distill)
     train_log["device"] = ctx.train_device
     if spec.compression.channels:
         save_weights(model, out / TRAINED_WEIGHTS)  # what a compression-only variant can start from
@@ -188,6 +172,33 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
         (out / CHECKPOINT).unlink(missing_ok=True)
     write_json(out / "result.json", result.model_dump(mode="json"))
     return result
+
+
+def train_candidate(
+    ctx: TrialContext, trial: optuna.Trial, model: torch.nn.Module, partial: TrialResult, flags: list[str], *,
+    seed: int, deadline: float | None, distill: Distillation | None,
+) -> dict[str, object]:
+    """Phase 2's training, before compression: from an earlier study's trained model when this candidate differs
+    from it only in compression, else rung by rung (multi-fidelity), else in one go. Baselines always train fully:
+    they are the yardstick."""
+    spec = partial.spec
+    trained = ctx.warm.trained_for(spec) if ctx.warm is not None and spec.baseline is None else None
+    if trained is not None:
+        try:
+            model.load_state_dict(torch.load(trained.weights, map_location="cpu", weights_only=True))
+        except Exception as exc:  # a damaged file: this candidate fails, the study goes on
+            raise TrialError(f"cannot reuse trained weights {trained.weights}: {type(exc).__name__}: {exc}") from None
+        flags.append(f"started from the trained model of trial {trained.trial} of study {trained.study!r} "
+                     "(differs only in compression): compressed and fine-tuned, not trained from scratch")
+        return {"epoch_losses": [], "warm_start": {"study": trained.study, "trial": trained.trial,
+                                                   "weights": str(trained.weights)}}
+    if ctx.fidelity is not None and spec.baseline is None:
+        return train_in_rungs(ctx, trial, model, partial, ctx.fidelity, seed=seed, deadline=deadline,
+                              distill=distill)
+    log = ctx.task.train(model, spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill,
+                         device=ctx.train_device)
+    log.pop("state", None)
+    return log
 
 
 def train_in_rungs(

@@ -34,7 +34,15 @@ def test_warm_start_enqueues_the_front_and_reuses_its_trained_models(tmp_path):
         source = earlier.study.trials[result["train_log"]["warm_start"]["trial"]].user_attrs["result"]
         if result["spec"]["compression"] == source["spec"]["compression"]:  # same model: same validation AUC
             assert result["metrics"]["val"]["auc"] == pytest.approx(source["metrics"]["val"]["auc"], abs=1e-6)
-    json.loads((later.context.results_dir / "settings.json").read_text())
+    # One architecture at two prune ratios: at most two shapes were ever timed in phase 1, and the second study, on
+    # the same machine and results root, timed none.
+    def timed(run):
+        records = [json.loads(p.read_text()) for p in run.context.results_dir.glob("trials/*/measurement.json")]
+        return sum(r["reused_from"] is None for r in records), len(records)
+
+    first_timed, first_total = timed(earlier)
+    assert first_total == 3 and first_timed <= 2 and earlier.context.measurements.measured == first_timed
+    assert timed(later)[0] == 0 and later.context.measurements.measured == 0
 
 
 def test_warm_start_needs_the_same_task_and_profile(tmp_path):
