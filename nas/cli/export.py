@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_json_option, add_study_options, err, print_json
-from nas.report.package import EXPORT_FORMATS, INT8_MAX_AUC_DROP, REFER_RATE, export_trial
+from nas.report.package import (
+    EXPORT_FORMATS,
+    INT8_MAX_AUC_DROP,
+    REFER_RATE,
+    export_trial,
+    study_task,
+)
+from nas.tasks.nodule.export import export_nodule_trial
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if study_task(args.results, args.study) == "nodule":  # two stage models, a pipeline config and a card
+        card = export_nodule_trial(args.results, args.study, args.trial, args.out, data=args.data)
+        if args.json:
+            print_json(card)
+        else:
+            print(f"exported nodule pipeline trial {args.trial} of {args.study} to {args.out}/: "
+                  f"{', '.join(card['files'])}")
+        return 0
     card = export_trial(args.results, args.study, args.trial, args.out, data=args.data, fmt=args.fmt,
                         max_auc_drop=args.max_auc_drop, refer_rate=args.refer_rate)
     if args.json:

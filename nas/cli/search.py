@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=20, help="trials the study should hold when done (default 20)")
     p.add_argument("--timeout", type=float, help="seconds after which no new trial is started")
     p.add_argument("--epochs", type=int, help="cap on every trial's training epochs (quick runs and tests)")
-    p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
-                   help=f"comma-separated, from: {', '.join(OBJECTIVES.names())} (default: %(default)s)")
+    p.add_argument("--objectives",
+                   help=f"comma-separated, from: {', '.join(OBJECTIVES.names())} (default: the task's, "
+                        f"{','.join(DEFAULT_OBJECTIVES)} for xray, cpm,latency_p95 for nodule)")
     p.add_argument("--sampler", default="nsga2", choices=SAMPLERS,
                    help="Optuna multi-objective sampler (default: nsga2; benchmarks/search_efficiency.py compares)")
     p.add_argument("--population", type=int, default=10, help="NSGA-II population / TPE start-up trials")
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     config = SearchConfig(
         task=args.task, hardware=args.hardware, space=args.space, study=args.study, results=Path(args.results),
         storage=args.storage, trials=args.trials, timeout=args.timeout, epochs=args.epochs,
-        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()), sampler=args.sampler,
+        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()) if args.objectives else None,
+        sampler=args.sampler,
         population=args.population, seed=args.seed, max_latency_ms=args.max_latency_ms,
         min_sensitivity=args.min_sensitivity, target_sensitivity=args.target_sensitivity, data=args.data,
         positive_class=args.positive_class, baselines=args.baselines, trial_timeout=args.trial_timeout,

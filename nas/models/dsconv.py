@@ -15,30 +15,36 @@ from nas.models._family import Family, ParamFn, register_family
 from nas.spec import Spec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "hardswish": nn.Hardswish}
+# One network for images (2 spatial dimensions) and volumes (3), as MONAI's networks take `spatial_dims`.
+CONV: dict[int, type[nn.Module]] = {2: nn.Conv2d, 3: nn.Conv3d}
+NORM: dict[int, type[nn.Module]] = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+POOL: dict[int, type[nn.Module]] = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 
 
 class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int, reduction: int = 4) -> None:
+    def __init__(self, channels: int, reduction: int = 4, dims: int = 2) -> None:
         super().__init__()
         hidden = max(8, channels // reduction)
-        self.fc1 = nn.Conv2d(channels, hidden, 1)
-        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.fc1 = CONV[dims](channels, hidden, 1)
+        self.fc2 = CONV[dims](hidden, channels, 1)
+        self.spatial = tuple(range(2, 2 + dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = x.mean((2, 3), keepdim=True)
+        scale = x.mean(self.spatial, keepdim=True)
         scale = torch.sigmoid(self.fc2(torch.relu(self.fc1(scale))))
         return x * scale
 
 
 class DSBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, kernel: int, se: bool, act: type[nn.Module]) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, kernel: int, se: bool, act: type[nn.Module],
+                 dims: int = 2) -> None:
         super().__init__()
-        self.dw = nn.Conv2d(cin, cin, kernel, stride, kernel // 2, groups=cin, bias=False)
-        self.bn1 = nn.BatchNorm2d(cin)
+        self.dw = CONV[dims](cin, cin, kernel, stride, kernel // 2, groups=cin, bias=False)
+        self.bn1 = NORM[dims](cin)
         self.act1 = act()
-        self.se = SqueezeExcite(cin) if se else nn.Identity()
-        self.pw = nn.Conv2d(cin, cout, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.se = SqueezeExcite(cin, dims=dims) if se else nn.Identity()
+        self.pw = CONV[dims](cin, cout, 1, bias=False)
+        self.bn2 = NORM[dims](cout)
         self.act2 = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,22 +53,24 @@ class DSBlock(nn.Module):
 
 
 class DSConvNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, arch: dict[str, Any]) -> None:
+    """`dims` 2 for images (the dsconv family), 3 for CT patches (dsconv3d, which has no squeeze-excite)."""
+
+    def __init__(self, in_channels: int, num_classes: int, arch: dict[str, Any], dims: int = 2) -> None:
         super().__init__()
         act = ACTIVATIONS[arch["activation"]]
         stem = arch["stem_width"]
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 3, arch["stem_stride"], 1, bias=False), nn.BatchNorm2d(stem), act()
+            CONV[dims](in_channels, stem, 3, arch["stem_stride"], 1, bias=False), NORM[dims](stem), act()
         )
         blocks: list[nn.Module] = []
         cin = stem
         for stage in arch["stages"]:
             for i in range(stage["depth"]):
                 stride = stage["stride"] if i == 0 else 1
-                blocks.append(DSBlock(cin, stage["width"], stride, stage["kernel"], arch["se"], act))
+                blocks.append(DSBlock(cin, stage["width"], stride, stage["kernel"], arch.get("se", False), act, dims))
                 cin = stage["width"]
         self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = POOL[dims](1)
         self.dropout = nn.Dropout(arch["dropout"])
         self.head = nn.Linear(cin, num_classes)
 

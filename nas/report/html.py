@@ -23,7 +23,7 @@ from nas.hardware import Measurement
 from nas.search.hypervolume import hypervolume_history
 from nas.search.objectives import OBJECTIVES, Objective
 from nas.search.pareto import knee, non_dominated
-from nas.search.result import TrialResult
+from nas.search.result import TrialResult, measurement_from_entry
 from nas.spec import CompressionSpec, Spec
 
 __all__ = ["FRONT_TRACE", "StudyView", "build_figure", "build_hypervolume", "build_pairs", "load_view",
@@ -170,7 +170,7 @@ def load_view(folder: Path) -> StudyView:
     for number in sorted(set(searched) | set(stored)):
         if number in stored:  # front members and baselines: the numbers pareto.json holds
             e = stored[number]
-            stored_numbers = {"measurement": Measurement.model_validate(e["latency"]),
+            stored_numbers = {"measurement": measurement_from_entry(e["latency"]),
                               "metrics": {"val": e["metrics"]["val"]}}
             result = (searched[number].model_copy(update=stored_numbers) if number in searched else
                       TrialResult(trial=number, spec=Spec.model_validate(e["spec"]), params=e["params"],

@@ -58,6 +58,10 @@ def load_result(folder: Path, study: str, trial: int) -> TrialResult:
     return TrialResult.model_validate_json((folder / "result.json").read_text())
 
 
+def study_task(results: Path, study: str) -> str:
+    return json.loads((find_study_dir(results, study) / "settings.json").read_text())["task"]
+
+
 def study_dataset(study_dir: Path, data: str | None) -> tuple[Task, Dataset]:
     """The study's task and data (or `data`, which must be the same data, e.g. moved to another path)."""
     settings = json.loads((study_dir / "settings.json").read_text())

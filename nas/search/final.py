@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,14 @@ from nas.search.objectives import resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
 from nas.search.runner import SearchRun, constraint_values
-from nas.search.trial import DEPLOYED_ONNX, FLOAT_ONNX, deployed_artifact
+from nas.search.trial import CHECKPOINT, DEPLOYED_ONNX, FLOAT_ONNX, deployed_artifact
+from nas.search.warm_start import TRAINED_WEIGHTS
 
 SCHEMA_VERSION = 1
-ARTIFACTS = ("model.pt", DEPLOYED_ONNX, FLOAT_ONNX)
+ARTIFACTS = ("model.pt", DEPLOYED_ONNX, FLOAT_ONNX, TRAINED_WEIGHTS, CHECKPOINT)
+TASK_FINALIZERS: dict[str, Callable[..., dict[str, Any]]] = {}
+"""Per task whose candidates are more than one model (nodule): its own end of search, called as
+`finalize(run, keep_artifacts=..., say=...)`. Tasks not listed take the single-model path below."""
 
 
 def completed_results(run: SearchRun) -> list[TrialResult]:
@@ -37,6 +42,8 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     """Write results/<study>/pareto.json (settled points 2 and 10) and return it."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
     ctx, settings = run.context, run.settings
+    if settings.task in TASK_FINALIZERS:
+        return TASK_FINALIZERS[settings.task](run, keep_artifacts=keep_artifacts, say=say)
     objectives = resolve_objectives(settings.objectives)
     directions = [o.direction for o in objectives]
     results = completed_results(run)
@@ -134,3 +141,8 @@ def prune_artifacts(results_dir: Path, keep: set[int]) -> None:
         if trial_dir.name.isdigit() and int(trial_dir.name) not in keep:
             for name in ARTIFACTS:
                 (trial_dir / name).unlink(missing_ok=True)
+
+
+# Registers the nodule task's trial path (PIPELINES) and its end of search (TASK_FINALIZERS); imported last, as it
+# builds on this module.
+from nas.search import nodule_trial as _nodule_trial  # noqa: F401

@@ -2,10 +2,50 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 from nas.hardware import Measurement
 from nas.spec import Spec
+
+Metrics = dict[str, float | dict[str, float]]
+"""Metric name -> value; a few are keyed further (the nodule task's `sensitivity_at_fp`: FPs per scan -> value)."""
+
+
+class StageTiming(BaseModel):
+    """One stage's share of a whole scan's time: its measured per-run time times its runs per scan."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    runs: float
+    """Runs per scan (averaged over scans): batches of tiles, candidates, or 1 for pre-processing."""
+    per_run_p50_ms: float
+    batch: int
+    precision: str
+    unit: str
+    """What one run is, e.g. 'batch of 64 tiles'."""
+
+
+class ScanLatency(BaseModel):
+    """A multi-stage pipeline's time for one whole scan, with its stage breakdown (pareto.v1 `scan_ms`/`stages`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scan_ms: float
+    stages: dict[str, StageTiming]
+    scans: int
+    """How many scans the runs per scan were averaged over."""
+    precision: str
+    """The stages' precision, or 'mixed' when they differ."""
+
+    def latency_fields(self) -> dict[str, Any]:
+        """What pareto.json's `latency` adds for a pipeline: `scan_ms`, `stages`, and the pipeline's precision."""
+        return {"scan_ms": self.scan_ms, "stages": {k: v.model_dump() for k, v in self.stages.items()},
+                "precision": self.precision}
 
 
 class TrialResult(BaseModel):
@@ -13,12 +53,14 @@ class TrialResult(BaseModel):
 
     trial: int
     spec: Spec
+    """The searched model; for a two-stage candidate the second stage (the one compressed), whole in `pipeline`."""
     params: int
     macs: int
     measurement: Measurement
-    metrics: dict[str, dict[str, float]]
+    """Latency on the target: one inference at the profile's batch, or for a pipeline one whole scan."""
+    metrics: dict[str, Metrics]
     """Of the deployed artifact: {"val": {...}}, plus {"test": {...}} once computed for the final report."""
-    float_metrics: dict[str, dict[str, float]] = {}
+    float_metrics: dict[str, Metrics] = {}
     """Of the float model before quantization, so each compression step's cost is visible."""
     latency_by_precision: dict[str, Measurement] = {}
     """Every precision measured for this candidate (fp32 beside a quantized one)."""
@@ -28,3 +70,18 @@ class TrialResult(BaseModel):
     train_log: dict[str, object] = {}
     seconds: dict[str, float] = {}
     """Wall-clock time per phase (export, measure, train, evaluate)."""
+    pipeline: dict[str, Any] | None = None
+    """A multi-stage candidate's full spec (the nodule task's NoduleSpec), None for one model."""
+    scan_latency: ScanLatency | None = None
+    """A pipeline's whole-scan time and its stages; `measurement` then holds that time as a Measurement."""
+    latency_by_stage: dict[str, Measurement] = {}
+    """Each stage's own measurement (at its batch), from which `scan_latency` is composed."""
+
+
+def measurement_from_entry(latency: dict[str, Any]) -> Measurement:
+    """A pareto.json `latency` entry read back as a Measurement: a pipeline's extra fields (`scan_ms`, `stages`)
+    are dropped, and its precision 'mixed' becomes its last stage's (the searched, compressed one)."""
+    known = {k: v for k, v in latency.items() if k in Measurement.model_fields}
+    if known.get("precision") == "mixed":
+        known["precision"] = list(latency["stages"].values())[-1]["precision"]
+    return Measurement.model_validate(known)

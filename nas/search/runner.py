@@ -25,7 +25,7 @@ from nas.errors import ConfigError, StudyError
 from nas.hardware import load_profile, open_target
 from nas.hardware.cache import MeasurementCache
 from nas.hardware.onnxruntime_cpu import available_threads
-from nas.search.objectives import DEFAULT_OBJECTIVES, resolve_objectives
+from nas.search.objectives import resolve_objectives
 from nas.search.study import (
     ENVIRONMENT_ATTR, GRACE_PERIOD_S, RUN_ATTR, StudySettings, budget_state, count_trials, create_or_resume,
     default_study_name, fail_orphans, load_existing, make_sampler, open_storage, storage_url,
@@ -55,7 +55,8 @@ class SearchConfig:
     """The study's total of spent trials (baselines included); a worker's own cap is `max_new_trials`."""
     timeout: float | None = None
     epochs: int | None = None
-    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    objectives: tuple[str, ...] | None = None
+    """Default: the task's (auc, latency_p95 for xray; cpm, latency_p95 for nodule)."""
     sampler: str = "nsga2"
     population: int = 10
     seed: int = 0
@@ -136,8 +137,8 @@ def prepare(config: SearchConfig) -> SearchRun:
                          any_device=config.any_device)
     fidelity = study_fidelity(config, space)
     fixed_teacher = teacher_from_path(config.teacher) if config.teacher else None
-    budget = config.max_latency_ms if config.max_latency_ms is not None else profile.budgets.max_latency_ms
-    objectives = resolve_objectives(config.objectives)
+    budget = config.max_latency_ms if config.max_latency_ms is not None else task.latency_budget_ms(profile)
+    objectives = resolve_objectives(config.objectives or task.default_objectives)
     dataset = task.load_data(config.data, positive_class=config.positive_class)
     dataset.decoded_cache = Path(config.results) / CACHE_DIR / "decoded"
     space = for_data(for_precisions(space, list(target.precisions), profile.name), dataset.image_size)
@@ -235,7 +236,7 @@ def config_from_study(study: str, storage: str, *, results: Path, worker: int, *
     run = existing.user_attrs.get(RUN_ATTR)
     if run is None:
         raise StudyError(f"study {study!r} was not created by `nas search`; start it with nas search first")
-    run = {**run, "objectives": tuple(run["objectives"])}
+    run = {**run, "objectives": tuple(run["objectives"]) if run.get("objectives") else None}
     return SearchConfig(**run, study=study, storage=storage, results=results, worker=worker, baselines=False,
                         **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
@@ -272,7 +273,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     """
     run = run or prepare(config)
     study, ctx = run.study, run.context
-    objectives = resolve_objectives(config.objectives)
+    objectives = ctx.objectives
     torch.set_num_threads(config.threads or available_threads())
     started = time.monotonic()
     done, _ = budget_state(study)

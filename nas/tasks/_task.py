@@ -13,6 +13,7 @@ from torch import nn
 from nas._registry import Registry
 from nas.data import Dataset
 from nas.export import Predictor
+from nas.hardware import HardwareProfile
 from nas.spec import Spec, TrainingSpec
 from nas.train import Distillation
 
@@ -23,6 +24,11 @@ class Task(ABC):
     name: str
     default_space: str
     metric_names: tuple[str, ...]
+    default_objectives: tuple[str, ...] = ("auc", "latency_p95")
+
+    def latency_budget_ms(self, profile: HardwareProfile) -> float | None:
+        """The budget a search applies when --max-latency-ms is not given: the profile's, per inference."""
+        return profile.budgets.max_latency_ms
 
     @abstractmethod
     def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset: ...

@@ -12,6 +12,7 @@ from nas.data import load_dataset
 from nas.export import check_parity, to_onnx
 from nas.models import create_model, list_families
 from nas.models.complexity import count_macs, count_params
+from nas.models.volume import list_volume_families
 from nas.spaces import Distribution, load_space, sample_spec
 from nas.spec import Spec, TrainingSpec
 from nas.tasks.xray import preprocess
@@ -97,4 +98,5 @@ def test_width_multiplier_scales_timm_families():
 
 
 def test_every_registered_family_is_covered():
-    assert set(list_families()) == set(SPACE.families) | {"resnet"}
+    """2D families here; the 3D (volume) ones in test_3d_families.py."""
+    assert set(list_families()) == set(SPACE.families) | {"resnet"} | set(list_volume_families())

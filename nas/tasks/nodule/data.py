@@ -1,0 +1,590 @@
+"""The nodule task's data: CT scans with a reference standard, split by patient, and the examples derived from them.
+
+Layout of `--data DIR`: every folder under DIR holding DICOM slices (`*.dcm`) is one series, and every `*.mhd` file
+one LUNA16 scan; the patient is the first folder under DIR (LIDC's `LIDC-IDRI-0001/...`) or the series UID. The
+reference standard is LUNA16's `annotations.csv` (+ `annotations_excluded.csv`) in DIR or in a sibling folder
+`luna16/`, or else each series' LIDC XML (nodules >= 3 mm marked by >= 3 readers, the same rule).
+
+Split by patient, so no patient spans two splits. Scans with reference nodules are dealt first, in a fixed hashed
+order: the first to test, the second to val, then one in five each to test and val, the rest to train; scans
+without nodules likewise, starting with train. With as few scans as the shared data (two: LIDC-IDRI-0003 with three
+nodules goes to test, 0002 with none to train) no scan is left for validation; then validation is a composite:
+whole segmented LIDC nodules from `lidc_nodule_crops.npz`'s val split (other patients) pasted into the training
+scan's lungs. It ranks candidates during the search only, and every report says so; test stays real and unseen.
+
+Training examples: patches around every nodule-like finding of the training scans (reference nodules and excluded
+findings with a size: real nodules read by fewer radiologists or under 3 mm), jittered, flipped and rotated;
+whole nodules from the crops file's train split pasted into random lung positions; negatives at non-nodule marks
+(hard negatives) and random lung positions. Far too little data to train a detector: the point is an honest,
+runnable pipeline; a user with LUNA16 or full LIDC runs the same commands on a folder of scans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from nas._yaml import REPO_ROOT
+from nas.data import Dataset, Split
+from nas.data.ct import CTScan
+from nas.errors import DataError
+from nas.tasks.nodule.froc import Finding, ScanTruth
+from nas.tasks.nodule.volume import (
+    SLAB_OFFSETS,
+    Prepared,
+    blob_seeds,
+    prepare,
+    region,
+    to_model_input,
+)
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_SCANS = SHARED_DATA / "lidc"
+CROPS_FILE = "lidc_nodule_crops.npz"
+CROP_SPACING_MM = (2.0, 0.7, 0.7)
+"""Assumed (slice, row, column) spacing of the crops file's nodules (it does not say): typical LIDC values."""
+SEED = 20240
+POSITIVE_COPIES = 16
+HARD_NEGATIVE_COPIES = 4
+RANDOM_NEGATIVES_PER_POSITIVE = 2
+SCREEN_NEGATIVES_PER_POSITIVE = 12
+"""The screener ranks up to a thousand seeds per scan, nearly all negative, so it trains on many more negatives than
+the patch classifier (2D tiles are cheap; 3D patches are not)."""
+SEED_NEGATIVE_FRACTION = 0.5
+"""Of each stage's lung negatives, this share sits on seeds (`blob_seeds`: vessels, vessel crossings, scars) away
+from every finding: what the stages are shown in use, and the hard part of telling nodules apart."""
+CACHE_VERSION = 2
+"""Bumped when `prepare` changes what it computes (2: 4 mm lung mask, seeds)."""
+COMPOSITES_PER_SCAN = 240
+VAL_COMPOSITES_PER_SCAN = 10
+EVAL_RANDOM_NEGATIVES = 120
+PATCH_JITTER = 2
+"""Second-stage positives are shifted up to this many voxels: refined candidates land near, not on, centres."""
+MIN_SEPARATION_MM = 20.0
+PREPARE_REPEATS = 3
+MAX_TILE = 64
+"""The largest first-stage tile (pixels at 1 mm) the task cuts: the data's `image_size` as a search space sees it."""
+
+
+@dataclass(frozen=True)
+class ScanEntry:
+    path: Path
+    """A series folder (DICOM) or an .mhd file."""
+    patient: str
+    series_uid: str
+
+
+@dataclass(frozen=True)
+class Nodule3d:
+    """A whole segmented nodule from the crops file, on the 1 mm grid, values in the model window."""
+
+    values: np.ndarray
+    diameter_mm: float
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or scoring example: where (scan, grid position), what (label, pasted nodule), how (jitter)."""
+
+    scan: int
+    centre: tuple[float, float, float]
+    label: int
+    nodule: int = -1
+    """Index into the split's pasted nodules, -1 for none."""
+    jitter: tuple[int, int, int] = (0, 0, 0)
+    tile_shift: tuple[int, float, float] = (0, 0.0, 0.0)
+    """First stage: slice offset (voxels), and row/column offset of the nodule in the tile (fraction of the tile)."""
+    flips: int = 0
+    """Bits: flip z, flip y, flip x; then `rot` quarter turns in plane."""
+    rot: int = 0
+
+
+@dataclass
+class NoduleData:
+    """Scans, their reference standard and split, and everything derived from them (cached on disk when a
+    `cache_dir` is set: scans are decoded and pre-processed once per results root)."""
+
+    root: Path
+    scans: list[ScanEntry]
+    splits: dict[str, list[int]]
+    annotations: Path | None
+    crops: Path | None
+    cache_dir: Path | None = None
+    _truths: dict[int, ScanTruth] = field(default_factory=dict, repr=False)
+    _prepared: dict[int, Prepared] = field(default_factory=dict, repr=False)
+    _nodules: dict[str, list[Nodule3d]] = field(default_factory=dict, repr=False)
+    _examples: dict[str, list[Example]] = field(default_factory=dict, repr=False)
+    _inputs: dict[tuple[str, str, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+    _froc_scans: dict[str, list[tuple[Prepared, ScanTruth]]] = field(default_factory=dict, repr=False)
+    _derived: dict[str, object] = field(default_factory=dict, repr=False)
+    prepare_ms: dict[str, list[float]] = field(default_factory=dict)
+    """Measured pre-processing times per series UID (ms), for per-scan latency."""
+
+    # -- scans and truth ---------------------------------------------------------------------------------------
+    def read(self, index: int) -> CTScan:
+        return read_scan(self.scans[index].path)
+
+    def truth(self, index: int) -> ScanTruth:
+        if index not in self._truths:
+            entry = self.scans[index]
+            self._truths[index] = (luna16_truth(self.annotations, entry.series_uid) if self.annotations
+                                   else lidc_truth(entry.path, self.read(index)))
+        return self._truths[index]
+
+    def prepared(self, index: int) -> Prepared:
+        """The pre-processed scan, decoded and prepared once (then read from the cache folder)."""
+        if index in self._prepared:
+            return self._prepared[index]
+        entry = self.scans[index]
+        cached = self.cache_dir / f"{entry.series_uid}.v{CACHE_VERSION}.npz" if self.cache_dir else None
+        if cached is not None and cached.exists():
+            with np.load(cached) as z:
+                scan = _geometry(z)
+                prepared = Prepared(volume=z["volume"].astype(np.float32) / 255.0, mask=z["mask"], start=z["start"],
+                                    step=z["step"], series_uid=entry.series_uid, geometry=scan, seeds=z["seeds"],
+                                    seed_ms=float(z["seed_ms"]))
+                self.prepare_ms[entry.series_uid] = z["prepare_ms"].tolist()
+        else:
+            scan = self.read(index)
+            times = []
+            for _ in range(PREPARE_REPEATS):
+                started = time.perf_counter()
+                prepared = prepare(scan)
+                times.append((time.perf_counter() - started) * 1000)
+            self.prepare_ms[entry.series_uid] = times
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                g = prepared.geometry
+                with open(cached.with_suffix(".tmp"), "wb") as handle:
+                    np.savez(handle, volume=np.rint(prepared.volume * 255).astype(np.uint8), mask=prepared.mask,
+                             start=prepared.start, step=prepared.step, prepare_ms=np.asarray(times),
+                             seeds=prepared.seeds, seed_ms=np.asarray(prepared.seed_ms),
+                             spacing=np.asarray(g.spacing), origin=np.asarray(g.origin), direction=g.direction,
+                             series_uid=np.asarray(g.series_uid), source=np.asarray(str(g.source)))
+                cached.with_suffix(".tmp").replace(cached)
+        self._prepared[index] = prepared
+        return prepared
+
+    def split_scans(self, split: str) -> list[int]:
+        return self.splits[split]
+
+    @property
+    def composite_val(self) -> bool:
+        """No real validation scan with nodules: validation pastes held-out nodules into training scans."""
+        return not any(self.truth(i).nodules for i in self.splits["val"])
+
+    def _background(self, split: str) -> list[int]:
+        return self.splits["train"] if split == "val" and self.composite_val else self.splits[split]
+
+    # -- pasted nodules ----------------------------------------------------------------------------------------
+    def crop_nodules(self, split: str) -> list[Nodule3d]:
+        if split not in self._nodules:
+            self._nodules[split] = load_crop_nodules(self.crops, split) if self.crops else []
+        return self._nodules[split]
+
+    # -- examples ----------------------------------------------------------------------------------------------
+    def examples(self, split: str, stage: str = "classify") -> list[Example]:
+        """A split's examples; the screener's training split adds SCREEN_NEGATIVES_PER_POSITIVE lung negatives."""
+        key = f"{split}/{stage}" if split == "train" and stage == "screen" else split
+        if key not in self._examples:
+            if key == "train/screen":
+                self._examples[key] = self.examples("train") + self._screen_negatives()
+            else:
+                self._examples[key] = self._train_examples() if split == "train" else self._eval_examples(split)
+        return self._examples[key]
+
+    def _screen_negatives(self) -> list[Example]:
+        rng = np.random.default_rng(SEED + 4)
+        out: list[Example] = []
+        for index in self.splits["train"]:
+            positives = sum(e.label for e in self.examples("train") if e.scan == index)
+            positions, _, marks = self._findings(index)
+            out += [_augmented(rng, index, c, 0, 3.0)
+                    for c in self._negatives(index, SCREEN_NEGATIVES_PER_POSITIVE * positives,
+                                             list(positions) + list(marks), rng)]
+        return out
+
+    def _negatives(self, index: int, count: int, avoid: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        """`count` lung negatives, SEED_NEGATIVE_FRACTION of them on seeds, all MIN_SEPARATION_MM from `avoid`."""
+        seeds = self.prepared(index).seeds
+        others = np.asarray(avoid, dtype=np.float64).reshape(-1, 3)
+        if others.size and len(seeds):
+            seeds = seeds[np.min(np.linalg.norm(seeds[:, None] - others[None], axis=2), axis=1) >= MIN_SEPARATION_MM]
+        wanted = round(count * SEED_NEGATIVE_FRACTION)
+        on_seeds = [seeds[n] for n in rng.choice(len(seeds), wanted, replace=wanted > len(seeds))] if len(seeds) else []
+        return on_seeds + self._places(index, count - len(on_seeds), avoid, rng, apart=False)
+
+    def _findings(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Grid positions of nodule-like findings (with their radii in voxels) and of non-nodule marks."""
+        prepared, truth = self.prepared(index), self.truth(index)
+        sized = [f for f in truth.nodules + truth.excluded if f.diameter_mm]
+        marks = [f for f in truth.excluded if not f.diameter_mm]
+        where = lambda fs: prepared.from_world(np.array([f.world_mm for f in fs])) if fs else np.zeros((0, 3))
+        return where(sized), np.array([f.diameter_mm / 2 for f in sized]), where(marks)
+
+    def _train_examples(self) -> list[Example]:
+        rng = np.random.default_rng(SEED)
+        nodules = self.crop_nodules("train")
+        out: list[Example] = []
+        for index in self.splits["train"]:
+            positions, radii, marks = self._findings(index)
+            taken = list(positions) + list(marks)
+            for c, r in zip(positions, radii):
+                out += [_augmented(rng, index, c, 1, r) for _ in range(POSITIVE_COPIES)]
+            for c in marks:
+                out += [_augmented(rng, index, c, 0, 3.0) for _ in range(HARD_NEGATIVE_COPIES)]
+            if nodules:
+                chosen = rng.choice(len(nodules), min(COMPOSITES_PER_SCAN, len(nodules)), replace=False)
+                places = self._places(index, len(chosen), taken, rng)
+                taken += list(places)
+                out += [_augmented(rng, index, c, 1, nodules[n].diameter_mm / 2, nodule=int(n))
+                        for n, c in zip(chosen, places)]
+            positives = sum(e.label for e in out if e.scan == index)
+            out += [_augmented(rng, index, c, 0, 3.0) for c in self._negatives(
+                index, RANDOM_NEGATIVES_PER_POSITIVE * positives, list(positions) + list(marks), rng)]
+        if not any(e.label for e in out):
+            raise DataError(f"{self.root}: the training scans hold no nodule to learn from, and no "
+                            f"{CROPS_FILE} was found beside them")
+        return out
+
+    def _eval_examples(self, split: str) -> list[Example]:
+        """Unaugmented: each nodule once, centred; non-nodule marks; random lung positions."""
+        rng = np.random.default_rng(SEED + (1 if split == "val" else 2))
+        out: list[Example] = []
+        if split == "val" and self.composite_val:
+            for index, _, placed in self._val_composites():
+                out += [Example(index, tuple(c), 1, nodule=n) for n, c in placed]
+        else:
+            for index in self.splits[split]:
+                prepared, truth = self.prepared(index), self.truth(index)
+                if truth.nodules:
+                    centres = prepared.from_world(np.array([f.world_mm for f in truth.nodules]))
+                    out += [Example(index, tuple(c), 1) for c in centres]
+        for index in self._background(split):
+            _, _, marks = self._findings(index)
+            out += [Example(index, tuple(c), 0) for c in marks]
+            out += [Example(index, tuple(c), 0)
+                    for c in self._places(index, EVAL_RANDOM_NEGATIVES, self._avoid(index, split), rng)]
+        if not any(e.label for e in out) or all(e.label for e in out):
+            raise DataError(f"{self.root}: the {split} split needs both nodules and other lung to be scored")
+        return out
+
+    def _avoid(self, index: int, split: str) -> list[np.ndarray]:
+        positions, _, marks = self._findings(index)
+        avoid = list(positions) + list(marks)
+        if split == "val" and self.composite_val:
+            avoid += [c for i, _, placed in self._val_composites() if i == index for _, c in placed]
+        return avoid
+
+    def _val_composites(self) -> list[tuple[int, list[Nodule3d], list[tuple[int, np.ndarray]]]]:
+        """Per background scan: the val nodules pasted into it and where (index into crop_nodules('val'))."""
+        key = "val-composites"
+        if key not in self._derived:
+            rng = np.random.default_rng(SEED + 3)
+            nodules = self.crop_nodules("val")
+            if not nodules:
+                raise DataError(f"{self.root}: no validation scan has reference nodules and no {CROPS_FILE} was "
+                                f"found to build a composite validation set; add scans")
+            order = rng.permutation(len(nodules))
+            done, placements = 0, []
+            for index in self.splits["train"]:
+                positions, _, marks = self._findings(index)
+                chosen = order[done:done + VAL_COMPOSITES_PER_SCAN]
+                done += len(chosen)
+                places = self._places(index, len(chosen), list(positions) + list(marks), rng)
+                placements.append((index, nodules, [(int(n), c) for n, c in zip(chosen, places)]))
+            self._derived[key] = placements
+        return self._derived[key]  # type: ignore[return-value]
+
+    def _places(self, index: int, count: int, avoid: list[np.ndarray], rng: np.random.Generator,
+                apart: bool = True) -> list[np.ndarray]:
+        """Random lung positions at least MIN_SEPARATION_MM from `avoid` and (if `apart`) from each other."""
+        prepared = self.prepared(index)
+        inner = ndimage.binary_erosion(prepared.mask, iterations=4)
+        candidates = np.argwhere(inner)
+        if candidates.size == 0 or count == 0:
+            return []
+        chosen: list[np.ndarray] = []
+        others = np.asarray(avoid, dtype=np.float64).reshape(-1, 3)
+        for n in rng.permutation(len(candidates))[: count * 50]:
+            c = candidates[n].astype(np.float64)
+            if others.size and np.min(np.linalg.norm(others - c, axis=1)) < MIN_SEPARATION_MM:
+                continue
+            chosen.append(c)
+            if apart:
+                others = np.vstack([others, c])
+            if len(chosen) == count:
+                break
+        return chosen
+
+    # -- model inputs ------------------------------------------------------------------------------------------
+    def inputs(self, split: str, stage: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of a split for a stage: 'screen' slabs (N, 3, size, size) or 'classify' patches
+        (N, 1, size, size, size), normalised as the pipeline feeds them. Kept per size."""
+        key = (split, stage, size)
+        if key not in self._inputs:
+            examples = self.examples(split, stage)
+            nodules = self.crop_nodules("train" if split == "train" else "val")
+            cut = _slab if stage == "screen" else _patch
+            arrays = [cut(self.prepared(e.scan), e, size, nodules[e.nodule] if e.nodule >= 0 else None)
+                      for e in examples]
+            self._inputs[key] = (torch.from_numpy(to_model_input(np.stack(arrays))),
+                                 torch.tensor([e.label for e in examples], dtype=torch.long))
+        return self._inputs[key]
+
+    def froc_scans(self, split: str) -> list[tuple[Prepared, ScanTruth]]:
+        """The whole scans a split's FROC is computed on, with their reference standard."""
+        if split not in self._froc_scans:
+            if split == "val" and self.composite_val:
+                scans = []
+                for index, nodules, placed in self._val_composites():
+                    prepared, truth = self.prepared(index), self.truth(index)
+                    volume = prepared.volume.copy()
+                    for n, c in placed:
+                        _paste(volume, nodules[n].values, c)
+                    world = prepared.to_world(np.array([c for _, c in placed]))
+                    composite = ScanTruth(truth.series_uid, tuple(
+                        Finding(tuple(w), nodules[n].diameter_mm) for w, (n, _) in zip(world, placed)),
+                        truth.nodules + truth.excluded)  # the scan's own findings: neither hit nor FP
+                    seeds = blob_seeds(volume, prepared.mask)  # the pasted nodules are what should seed
+                    scans.append((replace(prepared, volume=volume, seeds=seeds), composite))
+            else:
+                scans = [(self.prepared(i), self.truth(i)) for i in self.splits[split]]
+            self._froc_scans[split] = scans
+        return self._froc_scans[split]
+
+    def describe(self) -> dict[str, object]:
+        count = {s: len(ix) for s, ix in self.splits.items()}
+        nodules = {s: sum(len(self.truth(i).nodules) for i in ix) for s, ix in self.splits.items()}
+        return {
+            "path": str(self.root), "format": "ct-series", "scans": count, "reference_nodules": nodules,
+            "patients": {s: sorted({self.scans[i].patient for i in ix}) for s, ix in self.splits.items()},
+            "reference_standard": str(self.annotations) if self.annotations else "LIDC XML (>= 3 readers, >= 3 mm)",
+            "crops": str(self.crops) if self.crops else None,
+            "validation": ("composite: held-out LIDC nodules (crops file, val split) pasted into the training "
+                           "scans' lungs; ranks the search only" if self.composite_val else "real scans"),
+            "note": "far too little data to train a detector; numbers show the pipeline works, not clinical value",
+        }
+
+
+def _augmented(rng: np.random.Generator, index: int, centre: np.ndarray, label: int, radius: float,
+               nodule: int = -1) -> Example:
+    dz = int(rng.integers(-max(0, int(radius * 0.5)), max(0, int(radius * 0.5)) + 1))
+    return Example(
+        scan=index, centre=tuple(float(v) for v in centre), label=label, nodule=nodule,
+        jitter=tuple(int(v) for v in rng.integers(-PATCH_JITTER, PATCH_JITTER + 1, 3)),  # type: ignore[arg-type]
+        tile_shift=(dz, float(rng.uniform(-0.22, 0.22)), float(rng.uniform(-0.22, 0.22))),
+        flips=int(rng.integers(0, 8)), rot=int(rng.integers(0, 4)),
+    )
+
+
+def _paste(volume: np.ndarray, nodule: np.ndarray, centre: np.ndarray) -> None:
+    """Blend a nodule into `volume` in place, centred at `centre` (the denser value wins, as tissue over air)."""
+    lo = np.rint(np.asarray(centre)).astype(int) - np.asarray(nodule.shape) // 2
+    a, b = np.maximum(lo, 0), np.minimum(lo + np.asarray(nodule.shape), volume.shape)
+    if np.any(b <= a):
+        return
+    s0, s1 = a - lo, b - lo
+    target = volume[a[0]:b[0], a[1]:b[1], a[2]:b[2]]
+    np.maximum(target, nodule[s0[0]:s1[0], s0[1]:s1[1], s0[2]:s1[2]], out=target)
+
+
+def _orient(array: np.ndarray, e: Example, axes: tuple[int, ...]) -> np.ndarray:
+    for bit, axis in enumerate(axes):
+        if e.flips >> bit & 1:
+            array = np.flip(array, axis)
+    return np.ascontiguousarray(np.rot90(array, e.rot, axes=axes[-2:]))
+
+
+def _patch(prepared: Prepared, e: Example, size: int, nodule: Nodule3d | None) -> np.ndarray:
+    centre = np.rint(np.asarray(e.centre)).astype(int)
+    lo = centre + np.asarray(e.jitter) - size // 2
+    patch = region(prepared, lo, (size, size, size))
+    if nodule is not None:
+        _paste(patch, nodule.values, centre - lo)
+    return _orient(patch, e, (0, 1, 2))[None]
+
+
+def _slab(prepared: Prepared, e: Example, size: int, nodule: Nodule3d | None) -> np.ndarray:
+    centre = np.rint(np.asarray(e.centre)).astype(int)
+    dz, fy, fx = e.tile_shift
+    reach = max(SLAB_OFFSETS)
+    lo = np.array([centre[0] + dz - reach, centre[1] - size // 2 + int(fy * size), centre[2] - size // 2 + int(fx * size)])
+    block = region(prepared, lo, (2 * reach + 1, size, size))
+    if nodule is not None:
+        _paste(block, nodule.values, centre - lo)
+    slab = block[[reach + o for o in SLAB_OFFSETS]]
+    return _orient(slab, e, (0, 1, 2))
+
+
+def load_crop_nodules(path: Path, split: str) -> list[Nodule3d]:
+    """The crops file's nodules of one split as small volumes on the 1 mm grid (see CROP_SPACING_MM)."""
+    with np.load(path) as z:
+        images, ids, order, splits = z["images"], z["nodule_ids"], z["slice_index"], z["split"]
+    out = []
+    for nodule_id in sorted(set(ids[splits == split].tolist())):
+        rows = np.flatnonzero(ids == nodule_id)
+        stack = images[rows[np.argsort(order[rows])]].astype(np.float32) / 255.0
+        values = ndimage.zoom(stack, CROP_SPACING_MM, order=1)
+        values = values[tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(values > 0.02))] \
+            if (values > 0.02).any() else values[:0]
+        if values.size == 0:
+            continue
+        area = float((values > 0.02).sum(axis=(1, 2)).max())
+        diameter = 2.0 * np.sqrt(area / np.pi)
+        if diameter >= 3.0:
+            out.append(Nodule3d(np.ascontiguousarray(values), diameter))
+    return out
+
+
+def _geometry(z: np.lib.npyio.NpzFile) -> CTScan:
+    return CTScan(hu=np.zeros((0, 0, 0), np.int16), spacing=tuple(z["spacing"].tolist()),  # type: ignore[arg-type]
+                  origin=tuple(z["origin"].tolist()), direction=z["direction"],  # type: ignore[arg-type]
+                  series_uid=str(z["series_uid"]), sop_uids=(), source=Path(str(z["source"])))
+
+
+# -- discovery, reference standard and split -----------------------------------------------------------------
+def read_scan(path: Path) -> CTScan:
+    """A series folder (DICOM) or a LUNA16 .mhd file; DICOM errors come from the readers."""
+    if path.suffix == ".mhd":
+        from nas.data.luna16 import read_mhd
+
+        return read_mhd(path)
+    from nas.data.dicom import read_dicom_series
+
+    return read_dicom_series(path)
+
+
+def _series_uid(folder: Path) -> str:
+    import pydicom
+
+    first = min(folder.glob("*.dcm"))
+    try:
+        return str(pydicom.dcmread(first, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).SeriesInstanceUID)
+    except Exception as exc:  # pydicom raises many types; the reader gives the full diagnosis when decoding
+        raise DataError(f"{first}: cannot read its SeriesInstanceUID ({type(exc).__name__}: {exc})") from None
+
+
+def find_scans(root: Path) -> list[ScanEntry]:
+    folders = sorted({p.parent for p in root.rglob("*.dcm")})
+    entries = [ScanEntry(f, f.relative_to(root).parts[0] if f != root else f.name, _series_uid(f)) for f in folders]
+    entries += [ScanEntry(p, p.stem, p.stem) for p in sorted(root.rglob("*.mhd"))]
+    return entries
+
+
+def find_annotations(root: Path) -> Path | None:
+    for folder in (root, root.parent / "luna16"):
+        if (folder / "annotations.csv").is_file():
+            return folder / "annotations.csv"
+    return None
+
+
+def luna16_truth(annotations: Path, series_uid: str) -> ScanTruth:
+    from nas.data.luna16 import read_annotations
+
+    nodules = tuple(Finding(a.world_mm, a.diameter_mm) for a in read_annotations(annotations, series_uid))
+    excluded_csv = annotations.with_name("annotations_excluded.csv")
+    excluded = tuple(Finding(a.world_mm, a.diameter_mm) for a in read_annotations(excluded_csv, series_uid)) \
+        if excluded_csv.is_file() else ()
+    return ScanTruth(series_uid, nodules, excluded)
+
+
+def lidc_truth(folder: Path, scan: CTScan) -> ScanTruth:
+    from nas.data.lidc import read_lidc_xml, reference_nodules
+
+    found = read_lidc_xml(folder, scan)
+    nodules = reference_nodules(found, scan)
+    kept = {id(n) for n in nodules}
+    excluded = [Finding(n.world_mm, n.diameter_mm) for n in found.nodules if id(n) not in kept]
+    excluded += [Finding(m.world_mm, None) for m in found.small_nodules + found.non_nodules]
+    return ScanTruth(scan.series_uid, tuple(Finding(n.world_mm, n.diameter_mm) for n in nodules), tuple(excluded))
+
+
+def _hashed(entries: list[tuple[int, ScanEntry]]) -> list[tuple[int, ScanEntry]]:
+    return sorted(entries, key=lambda e: hashlib.sha256(e[1].patient.encode()).hexdigest())
+
+
+def assign_splits(data: NoduleData) -> dict[str, list[int]]:
+    """By patient (see the module docstring): every scan of a patient goes where its first scan goes."""
+    patients: dict[str, list[int]] = {}
+    for n, entry in enumerate(data.scans):
+        patients.setdefault(entry.patient, []).append(n)
+    with_nodules = [(ix[0], data.scans[ix[0]]) for p, ix in patients.items() if any(data.truth(i).nodules for i in ix)]
+    without = [(ix[0], data.scans[ix[0]]) for p, ix in patients.items() if not any(data.truth(i).nodules for i in ix)]
+    splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+
+    def deal(entries: list[tuple[int, ScanEntry]], first: tuple[str, ...]) -> None:
+        for rank, (_, entry) in enumerate(_hashed(entries)):
+            split = first[rank] if rank < len(first) else {3: "test", 4: "val"}.get(rank % 5, "train")
+            splits[split] += patients[entry.patient]
+
+    deal(with_nodules, ("test", "val"))
+    deal(without, ("train",))
+    if not splits["train"]:
+        raise DataError(f"{data.root}: {len(data.scans)} scan(s) leave none for training once test and "
+                        "validation are held out; add scans")
+    if not any(data.truth(i).nodules for i in splits["test"]):
+        raise DataError(f"{data.root}: no scan has a reference nodule (LUNA16 rule: >= 3 mm, >= 3 of 4 readers), "
+                        "so sensitivity cannot be measured; check the annotations")
+    return {k: sorted(v) for k, v in splits.items()}
+
+
+def open_data(path: str | Path | None) -> NoduleData:
+    root = Path(path) if path is not None else DEFAULT_SCANS
+    if not root.is_dir():
+        raise DataError(f"CT data not found: {root}; give --data a folder of CT series (one folder of DICOM "
+                        "slices or one .mhd per scan) with LUNA16 annotations.csv or LIDC XML files")
+    scans = find_scans(root)
+    if not scans:
+        raise DataError(f"{root}: no CT scans found (folders of *.dcm slices, or *.mhd files)")
+    crops = next((p for p in (root / CROPS_FILE, root.parent / CROPS_FILE) if p.is_file()), None)
+    data = NoduleData(root=root, scans=scans, splits={}, annotations=find_annotations(root), crops=crops)
+    data.splits = assign_splits(data)
+    return data
+
+
+def fingerprint(data: NoduleData) -> str:
+    h = hashlib.sha256()
+    for entry in data.scans:
+        h.update(entry.series_uid.encode())
+    for path in (data.annotations, data.crops):
+        if path is not None:
+            h.update(path.read_bytes())
+    h.update(json.dumps(data.splits, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def load_nodule_dataset(path: str | Path | None) -> Dataset:
+    """The task's data as a `Dataset` (what the search records), the scans themselves in `derived['nodule']`."""
+    data = open_data(path)
+    digest = fingerprint(data)
+
+    def loader(split: str) -> Split:
+        inputs, labels = data.inputs(split, "screen", 32)
+        images = np.clip(np.rint((inputs.numpy() * 0.5 + 0.5) * 255), 0, 255).astype(np.uint8)
+        return Split(images=images, labels=labels.numpy())
+
+    dataset = Dataset(path=data.root, format="ct-series", class_names=["other", "nodule"], positive_class="nodule",
+                      in_channels=1, image_size=(MAX_TILE, MAX_TILE), fingerprint=digest, _loader=loader)
+    dataset.derived["nodule"] = data
+    return dataset
+
+
+def nodule_data(dataset: Dataset, cache_root: Path | None = None) -> NoduleData:
+    """The scans behind a nodule `Dataset`. Pre-processed scans are cached in the results root's cache of decoded
+    data (`dataset.decoded_cache`, set by the search), else under `cache_root`, else not at all."""
+    data = dataset.derived.get("nodule")
+    if not isinstance(data, NoduleData):
+        raise DataError(f"{dataset.path}: not a nodule data set (load it with the nodule task)")
+    if data.cache_dir is None:
+        base = dataset.decoded_cache or (cache_root / "cache" if cache_root is not None else None)
+        data.cache_dir = base / "nodule" / dataset.fingerprint if base is not None else None
+    return data
+

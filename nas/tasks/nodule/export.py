@@ -1,0 +1,165 @@
+"""Exporting a nodule trial: both stage models (ONNX, verified against PyTorch), the pipeline config, a model card.
+
+The folder is what `nas detect --model` reads: pipeline.json, screen/model.onnx, classify/model.onnx (plus weights
+and specs, so the member can be rebuilt and re-measured), pipeline_config.json (every constant a deployment must
+repeat), model_card.md / model_card.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from nas._io import atomic_write_text, write_json
+from nas.compress import load_model
+from nas.export import check_parity
+from nas.models.volume import as_model_spec
+from nas.report.package import load_result, study_dataset, trial_dir
+from nas.search.runner import CACHE_DIR
+from nas.tasks.nodule.data import CROP_SPACING_MM, nodule_data
+from nas.tasks.nodule.pipeline import (
+    CLASSIFY_DIR,
+    DENSE_BATCH,
+    MERGE_MM,
+    PIPELINE_FILE,
+    SCREEN_BATCH,
+    SCREEN_DIR,
+    load_pipeline,
+)
+from nas.tasks.nodule.volume import (
+    GRID_MM,
+    HU_HIGH,
+    HU_LOW,
+    MASK_MM,
+    MEAN,
+    RECENTRE_FLOOR_HU,
+    RECENTRE_MM,
+    RECENTRE_STEPS,
+    SEED_CAP,
+    SEED_MIN_HU,
+    SEED_MIN_RESPONSE,
+    SEED_MM,
+    SEED_SIGMAS_MM,
+    SLAB_OFFSETS,
+    STD,
+)
+
+__all__ = ["export_nodule_trial", "pipeline_config"]
+
+STAGE_FILES = ("model.onnx", "model.fp32.onnx", "model.pt")
+
+
+def pipeline_config(folder: Path) -> dict[str, Any]:
+    """Everything a deployment must do around the two models, with the values this pipeline uses."""
+    spec, _, _ = load_pipeline(folder)
+    tile, patch = spec.screen.input_size, spec.patch_size
+    return {
+        "preprocess": {
+            "lung_mask": "threshold mask (< -400 HU inside the body, two largest air regions) on a "
+                         f"~{MASK_MM:g} mm subsample, dilated 4 mm", "crop": "the mask's bounding box",
+            "grid_mm": GRID_MM, "resample": "trilinear to 1 mm on every axis",
+            "window_hu": [HU_LOW, HU_HIGH], "normalise": f"(clip((HU - {HU_LOW:g}) / {HU_HIGH - HU_LOW:g}, 0, 1) - "
+                                                          f"{MEAN}) / {STD}",
+            "seeds": {"grid_mm": SEED_MM, "dog_sigmas_mm": list(SEED_SIGMAS_MM), "dog": "G(sigma) - G(2 sigma), "
+                      "max over sigmas, 3x3x3 local maxima inside the lung mask",
+                      "min_response": SEED_MIN_RESPONSE, "min_centre_hu": SEED_MIN_HU, "cap": SEED_CAP}},
+        "screen": {"input": [SCREEN_BATCH, len(SLAB_OFFSETS), tile, tile], "slab_offsets_mm": list(SLAB_OFFSETS),
+                   "tiles": "one per seed, centred on it", "batch": SCREEN_BATCH,
+                   "threshold": spec.screen_threshold, "candidates": spec.candidates,
+                   "selection": "seeds over the threshold, best first, moved to the density-weighted centroid "
+                                f"(above {RECENTRE_FLOOR_HU:g} HU) within {RECENTRE_MM:g} mm ({RECENTRE_STEPS} "
+                                f"steps), merged within {MERGE_MM:g} mm, the best `candidates` kept"},
+        "classify": {"input": [1, 1, patch, patch, patch], "patch_mm": patch * GRID_MM,
+                     "output": "logits [other, nodule]; score = softmax(logits)[1]"},
+        "dense_baseline": {"windows": f"{patch}^3 at stride {max(1, patch // 2)} over the lungs",
+                           "batch": DENSE_BATCH, "selection": "local maxima of the window scores, moved and merged "
+                                                              "as above, scored again where they land"},
+    }
+
+
+def export_nodule_trial(results: Path, study: str, trial: int, out: Path, data: str | None = None) -> dict[str, Any]:
+    """Write trial `trial` of nodule study `study` to `out`; returns the model card as a dict."""
+    folder = trial_dir(Path(results), study, trial)
+    result = load_result(folder, study, trial)
+    spec, _, _ = load_pipeline(folder)
+    task, dataset = study_dataset(folder.parent.parent, data)
+    dataset.decoded_cache = Path(results) / CACHE_DIR / "decoded"  # the search's pre-processed scans
+    out = Path(out)
+    parity = {}
+    for stage, stage_spec in ((SCREEN_DIR, spec.screen), (CLASSIFY_DIR, as_model_spec(spec.classify))):
+        (out / stage).mkdir(parents=True, exist_ok=True)
+        for name in STAGE_FILES:
+            if (folder / stage / name).exists():
+                shutil.copy2(folder / stage / name, out / stage / name)
+        atomic_write_text(out / stage / "spec.json", stage_spec.to_json())
+        model = load_model(stage_spec, out / stage / "model.pt")
+        onnx = out / stage / ("model.fp32.onnx" if (out / stage / "model.fp32.onnx").exists() else "model.onnx")
+        parity[stage] = check_parity(model, onnx, task.sample_inputs(stage_spec, dataset))
+    shutil.copy2(folder / PIPELINE_FILE, out / PIPELINE_FILE)
+    write_json(out / "pipeline_config.json", pipeline_config(out))
+
+    pareto = folder.parent.parent / "pareto.json"
+    member = next((m for m in json.loads(pareto.read_text())["members"] if m["trial"] == trial), None) \
+        if pareto.exists() else None
+    test = json.loads((folder / "test_metrics.json").read_text()) if (folder / "test_metrics.json").exists() else None
+    latency = member["latency"] if member else result.measurement.model_dump() | (
+        result.scan_latency.latency_fields() if result.scan_latency else {})
+    card = {
+        "study": study, "trial": trial, "task": "nodule", "pipeline": spec.summary(), "spec": spec.model_dump(),
+        "metrics": {"val": result.metrics["val"], "test": test},
+        "metrics_note": "auc, accuracy, sensitivity, specificity, threshold: the second stage on its patches; cpm and "
+                        "sensitivity_at_fp: the whole pipeline on whole scans (LUNA16 FROC rules)",
+        "latency": latency, "parity_max_abs_diff": parity, "data": nodule_data(dataset).describe(),
+        "crop_assumption_mm": list(CROP_SPACING_MM), "flags": result.flags,
+        "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) + ["model_card.md"],
+    }
+    write_json(out / "model_card.json", card)
+    atomic_write_text(out / "model_card.md", _card_markdown(card))
+    return card
+
+
+def _metrics_row(name: str, m: dict[str, Any] | None) -> str:
+    if not m:
+        return f"| {name} | not scored yet (finish the search to score front members on test) | | | | |"
+    fp = m["sensitivity_at_fp"]
+    return (f"| {name} | {m['cpm']:.3f} | {fp['1']:.3f} | {fp['4']:.3f} | {m['auc']:.3f} | "
+            f"{m['sensitivity']:.3f} / {m['specificity']:.3f} |")
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    data, lat = card["data"], card["latency"]
+    stages = lat.get("stages", {})
+    lines = [
+        f"# Nodule detection pipeline: trial {card['trial']} of study {card['study']}", "",
+        f"`{card['pipeline']}`", "",
+        "Two stages: a 2D screener scores a 3-slice slab tile centred on each seed (a blob-like dense spot inside the "
+        "lung mask); a 3D classifier scores a patch around each of the best candidates. Output: candidate nodules with world "
+        "coordinates (DICOM patient frame, mm), a diameter estimate and a score (`nas detect`).", "",
+        "## Data: far too little to train a detector", "",
+        f"- Scans per split: {data['scans']}; reference nodules (LUNA16 rule) per split: {data['reference_nodules']}; "
+        f"patients: {data['patients']}.",
+        f"- Reference standard: {data['reference_standard']}. Validation: {data['validation']}.",
+        "- Training examples: patches around the training scans' nodule-like findings, whole nodules from the crops "
+        f"file pasted into the training lungs (crop spacing assumed {card['crop_assumption_mm']} mm), non-nodule "
+        "marks and random lung as negatives. The test scans were never seen by training or search.",
+        f"- {data['note']}.", "",
+        "## Detection and classification", "",
+        "| split | CPM | sens @ 1 FP/scan | sens @ 4 FP/scan | patch AUC | patch sens / spec |", "|---|---|---|---|---|---|",
+        _metrics_row("validation", card["metrics"]["val"]), _metrics_row("test", card["metrics"]["test"]), "",
+        card["metrics_note"] + ".", "",
+        "## Time per whole scan", "",
+        f"{lat.get('scan_ms', lat['p50_ms']):.0f} ms (p50, {lat['backend']} on {lat['device']}, precision "
+        f"{lat['precision']}, {lat['method']}); each stage's model measured on the target at its batch, times its "
+        "runs per scan, plus measured pre-processing:", "",
+        "| stage | ms per scan | runs per scan | per run (p50 ms) | unit |", "|---|---|---|---|---|",
+        *(f"| {name} | {s['p50_ms']:.1f} | {s['runs']:.1f} | {s['per_run_p50_ms']:.3f} | {s['unit']} |"
+          for name, s in stages.items()), "",
+        "## Limits", "",
+        "- Validated on very few scans; the CPM above is not an estimate of clinical performance.",
+        "- The size estimate is the equivalent-sphere diameter of the dense (> -400 HU) region around a candidate, a "
+        "measurement of the image, not of a model; nodules against the chest wall may merge with it.",
+        *(f"- {flag}" for flag in card["flags"]),
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,89 @@
+"""The nodule task's candidate: two models and the hand-off between them, drawn from one search-space YAML.
+
+A nodule space is an ordinary `SearchSpace` file read two ways: its 2D families are first-stage screeners (on
+`input_size`-pixel tiles of 3-slice slabs, 1 mm per pixel), its 3D families second-stage patch classifiers; each 3D
+family's block also declares `patch_size`, `candidates` and `screen_threshold` (see nas.models.volume). `training`
+is shared by both stages; `compression` applies to the second stage, the one that runs per candidate in 3D.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field
+
+from nas.errors import ConfigError
+from nas.models import get_family
+from nas.models.volume import PATCH_PARAMS, is_volume_family
+from nas.spaces import TRAINING_DEFAULTS, SearchSpace, draw, sample_compression
+from nas.spec import CompressionSpec, Spec, TrainingSpec
+from nas.tasks.nodule.volume import SLAB_OFFSETS
+
+__all__ = ["NoduleSpec", "sample_nodule_spec", "stages"]
+
+
+class NoduleSpec(BaseModel):
+    """Everything needed to rebuild a two-stage candidate: both model specs and the hand-off."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    screen: Spec
+    """First stage: a 2D classifier of (3, input_size, input_size) slab tiles."""
+    classify: Spec
+    """Second stage: a 3D classifier of (1, P, P, P) patches, P = classify.input_size."""
+    candidates: int = Field(ge=1, description="at most this many stage-1 candidates go to stage 2 per scan")
+    screen_threshold: float = Field(ge=0, le=1, description="stage-1 score a tile needs to become a candidate")
+
+    @property
+    def patch_size(self) -> int:
+        return self.classify.input_size
+
+    def summary(self) -> str:
+        return (f"screen {self.screen.summary()} | classify {self.classify.summary()} | "
+                f"top {self.candidates} over {self.screen_threshold:.2f}")
+
+
+def stages(space: SearchSpace) -> tuple[list[str], list[str]]:
+    """The space's first-stage (2D) and second-stage (3D) families; both must be present."""
+    first = [f for f in space.families if not is_volume_family(f)]
+    second = [f for f in space.families if is_volume_family(f)]
+    if not first or not second:
+        missing = "a 2D screener family (dsconv, mobilenetv3, ...)" if not first else "a 3D family (dsconv3d, resnet3d)"
+        raise ConfigError(f"{space.path}: a nodule space needs {missing} under families")
+    return first, second
+
+
+def _arch(trial: optuna.Trial, prefix: str, family: str, declared: dict[str, Any]) -> dict[str, Any]:
+    def p(name: str, index: int | None = None) -> Any:
+        return draw(trial, f"{prefix}.{family}.{name}" + ("" if index is None else f"[{index}]"), declared[name])
+
+    return get_family(family).sample(p)
+
+
+def sample_nodule_spec(space: SearchSpace, trial: optuna.Trial, *, max_epochs: int | None = None) -> NoduleSpec:
+    """Draw both stages, the hand-off and the shared training recipe. Parameter names are stable:
+    `screen.family`, `screen.input_size`, `classify.family`, `classify.resnet3d.patch_size`, `lr`, `quant`."""
+    first, second = stages(space)
+    screen_family = trial.suggest_categorical("screen.family", first)
+    screen_arch = _arch(trial, "screen", screen_family, space.families[screen_family])
+    tile = int(draw(trial, "screen.input_size", space.input_size))
+    classify_family = trial.suggest_categorical("classify.family", second)
+    declared = space.families[classify_family]
+    classify_arch = _arch(trial, "classify", classify_family, declared)
+    hand_off = {name: draw(trial, f"classify.{classify_family}.{name}", declared[name]) for name in PATCH_PARAMS}
+    training = {**TRAINING_DEFAULTS, **{k: draw(trial, k, v) for k, v in space.training.items()}}
+    if max_epochs is not None:
+        training["epochs"] = min(int(training["epochs"]), max_epochs)
+    try:
+        recipe = TrainingSpec(**training)
+        screen = Spec(family=screen_family, arch=screen_arch, input_size=tile, in_channels=len(SLAB_OFFSETS),
+                      num_classes=2, training=recipe)
+        # patches are augmented when derived (jitter, flips, quarter turns): the 2D affine does not apply in 3D
+        classify = Spec(family=classify_family, arch=classify_arch, input_size=int(hand_off["patch_size"]),
+                        in_channels=1, num_classes=2, training=recipe.model_copy(update={"augment": 0.0}),
+                        compression=CompressionSpec(**sample_compression(space, trial)))
+        return NoduleSpec(screen=screen, classify=classify, candidates=int(hand_off["candidates"]),
+                          screen_threshold=float(hand_off["screen_threshold"]))
+    except ValueError as exc:
+        raise ConfigError(f"{space.path}: cannot build a candidate: {exc}") from None

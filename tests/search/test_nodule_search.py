@@ -1,0 +1,97 @@
+"""A short nodule search end to end: a schema-valid front timed per whole scan, the dense baseline measured on
+the same scans, export, and `nas detect --json` on a shared scan."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from conftest import FIXTURES, QUICK_PROFILE, REPO, SHARED, run_nas, schema
+
+from nas.report.html import write_report
+from nas.search.final import finalize
+from nas.search.runner import SearchConfig, prepare, run_search
+from nas.tasks.nodule.export import export_nodule_trial
+
+SCANS = SHARED / "data" / "lidc"
+pytestmark = pytest.mark.skipif(not SCANS.is_dir(), reason=f"needs the shared CT scans in {SCANS}")
+STAGES = {"preprocess", "screen", "classify"}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    config = SearchConfig(task="nodule", hardware=str(QUICK_PROFILE), space=str(FIXTURES / "nodule-tiny.yaml"),
+                          study="nodule-tiny", results=results, trials=2, epochs=1, baselines=False, progress=False,
+                          data=str(SCANS))
+    run = prepare(config)
+    run_search(config, run)
+    return results, finalize(run, log=lambda _: None)
+
+
+def test_front_is_schema_valid_with_per_scan_latency(study):
+    _, doc = study
+    jsonschema.validate(doc, schema("pareto.v1.schema.json"))
+    assert doc["task"] == "nodule" and doc["members"]
+    for m in doc["members"]:
+        lat = m["latency"]
+        assert set(lat["stages"]) == STAGES
+        assert lat["scan_ms"] == pytest.approx(sum(s["p50_ms"] for s in lat["stages"].values()))
+        assert lat["p50_ms"] == pytest.approx(lat["scan_ms"]) and lat["batch"] == 1
+        assert lat["precision"] in ("fp32", "mixed")  # stage 1 ships fp32; "mixed" when stage 2 is int8
+        for split in ("val", "test"):
+            assert set(m["metrics"][split]["sensitivity_at_fp"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
+        assert m["spec"]["screen"]["family"] == "dsconv" and m["spec"]["classify"]["family"] == "dsconv3d"
+    assert doc["data"]["scans"] == {"train": 1, "val": 0, "test": 1}
+
+
+def test_the_report_shows_the_nodule_front(study):
+    results, doc = study
+    page = write_report(results / "nodule-tiny").read_text()
+    assert all(f"trial {m['trial']}" in page for m in doc["members"])
+
+
+def test_export_through_the_cli_writes_both_stages(study, tmp_path):
+    results, doc = study
+    done = run_nas("export", "--study", "nodule-tiny", "--trial", str(doc["knee_trial"]), "--out",
+                   str(tmp_path / "cli-model"), "--results", str(results), "--json", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert {"screen/model.onnx", "classify/model.onnx"} <= set(json.loads(done.stdout)["files"])
+
+
+def test_dense_baseline_is_measured_on_the_same_scans(study):
+    _, doc = study
+    dense = doc["dense_baseline"]
+    assert dense["trial"] == doc["knee_trial"]
+    assert set(dense["latency"]["stages"]) == {"preprocess", "classify"}
+    assert dense["latency"]["stages"]["classify"]["runs"] > 100  # every lung window, in batches
+    assert dense["speedup"] == pytest.approx(dense["latency"]["p50_ms"] / dense["two_stage_scan_ms"])
+    assert 0 <= dense["froc"]["cpm"] <= 1
+
+
+def test_export_and_detect_json(study, tmp_path):
+    results, doc = study
+    trial = doc["knee_trial"]
+    card = export_nodule_trial(results, "nodule-tiny", trial, tmp_path / "model")
+    assert {"pipeline.json", "pipeline_config.json", "screen/model.onnx", "classify/model.onnx",
+            "model_card.md"} <= set(card["files"])
+    assert max(card["parity_max_abs_diff"].values()) < 1e-3
+    scan = SCANS / "LIDC-IDRI-0003"
+    done = run_nas("detect", "--model", str(tmp_path / "model"), str(scan), "--json", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)  # exactly one JSON document on stdout; progress went to stderr
+    jsonschema.validate(found, schema("detect.v1.schema.json"))
+    assert found["series_uid"].endswith("170706757615202213033480003264")
+    assert {"load", "preprocess", "screen", "classify", "total"} <= set(found["timing_ms"])
+    scores = [c["score"] for c in found["candidates"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) <= card["spec"]["candidates"]
+    assert "screened" in done.stderr
+
+
+def test_detect_on_a_folder_without_a_scan_fails_clearly(study, tmp_path):
+    results, doc = study
+    done = run_nas("detect", "--model", str(results / "nodule-tiny" / "trials" / str(doc["knee_trial"])),
+                   str(tmp_path), cwd=REPO)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error:") and "no DICOM files" in done.stderr
