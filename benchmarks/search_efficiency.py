@@ -114,7 +114,7 @@ def main() -> int:
     print(f"\nSearch efficiency on {data}, {args.budget_min:g} min per run, seeds {args.seeds}, "
           f"full training {args.epochs} epochs (rungs {rungs_for(args.epochs)}), hypervolume of (val AUC, p95 ms) vs reference (0.5, "
           f"{args.reference_ms} ms)")
-    times = [f"HV@{args.budget_min * k / args.points:.0f}m" for k in range(1, args.points + 1)]
+    times = [f"HV@{args.budget_min * k / args.points:.1f}m" for k in range(1, args.points + 1)]
     print(f"{'method':<24} {'seed':>4} {'done':>5} {'stopped':>7} {'failed':>6} " + " ".join(f"{t:>9}" for t in times))
     for method, runs in rows.items():
         for seed, hv, counts, _ in runs:
