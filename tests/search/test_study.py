@@ -75,7 +75,7 @@ def test_bad_storage_is_one_line_error(url, message):
 @pytest.mark.parametrize("field,value,message", [
     ("objectives", ("auc", "latncy_p95"), "did you mean 'latency_p95'"),
     ("task", "xrya", "did you mean 'xray'"),
-    ("sampler", "nsga3", "valid: nsga2, random, tpe"),
+    ("sampler", "nsga3", "valid: gp, nsga2, random, tpe"),
     ("target_sensitivity", 1.5, "--target-sensitivity"),
     ("trials", 0, "--trials"),
 ])
