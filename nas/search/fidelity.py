@@ -2,9 +2,14 @@
 
 Optuna's pruners do not support multi-objective studies, so nas decides itself. A trial trains to each rung's
 epoch count in turn; at every rung it is ranked against all trials of its bracket that reached that rung
-(non-dominated sorting on the study's objectives, ties broken by crowding distance, then by trial number) and
-continues only while it is within the top max(1, n // reduction_factor), the rule of Optuna's single-objective
-SuccessiveHalvingPruner. The rung records live on the trials in the study storage, so several workers promote
+(non-dominated sorting on the study's objectives, ties broken by hypervolume contribution, then by trial number)
+and continues only while it is within the top max(1, n // reduction_factor), the rule of Optuna's single-objective
+SuccessiveHalvingPruner.
+
+Why hypervolume contribution and not NSGA-II's crowding distance: crowding gives both ends of a front infinite
+distance, so the fastest candidate always ranks first however poor its accuracy, and a rung with one or two places
+kept promoting it (a benchmark run stopped every other candidate behind a 0.78-AUC model that way). Contribution
+weighs what each point alone adds to the front, with the objectives scaled to the rung's own range. The rung records live on the trials in the study storage, so several workers promote
 consistently and a resumed search keeps them.
 """
 
@@ -18,8 +23,11 @@ from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from nas.errors import ConfigError
+from nas.search.hypervolume import hypervolume
 from nas.search.pareto import _as_minimized, dominates
 
+HV_MARGIN = 0.1
+"""The hypervolume reference for ranking a rung: this far beyond the worst value of each scaled objective."""
 RUNGS_ATTR = "rungs"
 """Trial user attribute: {epochs (str): {"metrics": {...}, "objectives": [...]}} for every rung it reached; below
 the top rung the float model's validation metrics, at the top the completed (deployed) result's."""
@@ -94,31 +102,41 @@ def parse_fidelity(rungs: str | Sequence[int] | None, reduction_factor: int | No
 
 
 def promotion_order(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
-    """Indices best first: by non-dominated front, then larger crowding distance, then position (earlier trial)."""
+    """Indices best first: by non-dominated front, then larger hypervolume contribution within the front, then
+    position (earlier trial)."""
     points = _as_minimized(values, directions) if len(values) else np.empty((0, len(directions)))
+    scaled = _scaled(points)
     remaining = list(range(len(points)))
     order: list[int] = []
     while remaining:
         front = [i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)]
-        distance = crowding_distance(points[front])
-        order += [i for _, i in sorted(zip(-distance, front), key=lambda t: (t[0], t[1]))]
+        gain = np.round(hypervolume_contributions(scaled[front]), 12)  # equal contributions tie exactly
+        order += [i for _, i in sorted(zip(-gain, front), key=lambda t: (t[0], t[1]))]
         remaining = [i for i in remaining if i not in front]
     return order
 
 
-def crowding_distance(points: np.ndarray) -> np.ndarray:
-    """NSGA-II's crowding distance within one front: boundary points are infinitely far."""
-    n = len(points)
-    distance = np.zeros(n)
-    if n <= 2:
-        return np.full(n, np.inf)
-    for m in range(points.shape[1]):
-        order = np.argsort(points[:, m], kind="stable")
-        span = points[order[-1], m] - points[order[0], m]
-        distance[order[0]] = distance[order[-1]] = np.inf
-        if span > 0:
-            distance[order[1:-1]] += (points[order[2:], m] - points[order[:-2], m]) / span
-    return distance
+def _scaled(points: np.ndarray) -> np.ndarray:
+    """Each (minimised) objective mapped to [0, 1] over the rung: 0 the best value there, 1 the worst."""
+    if len(points) == 0:
+        return points
+    low, high = points.min(axis=0), points.max(axis=0)
+    return (points - low) / np.where(high > low, high - low, 1.0)
+
+
+def hypervolume_contributions(front: np.ndarray, margin: float = HV_MARGIN) -> np.ndarray:
+    """What each point of a front (minimised, scaled to [0, 1]) alone adds to its hypervolume, against a reference
+    `margin` beyond the worst value, so the ends of the front still count. A repeated point counts once: its first
+    copy gets the contribution, later copies add nothing."""
+    minimize = ["minimize"] * front.shape[1]
+    reference = [1.0 + margin] * front.shape[1]
+    total = hypervolume(front, minimize, reference)
+    gains = np.zeros(len(front))
+    for k, point in enumerate(front):
+        same = np.all(front == point, axis=1)
+        if not same[:k].any():
+            gains[k] = total - hypervolume(front[~same], minimize, reference)
+    return gains
 
 
 def promotion(values: Sequence[Sequence[float]], directions: Sequence[str], index: int,

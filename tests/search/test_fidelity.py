@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
 import pytest
 
 from conftest import QUICK_PROFILE, REPO
 from nas.errors import ConfigError
-from nas.search.fidelity import Fidelity, crowding_distance, parse_fidelity, promotion, promotion_order
+from nas.search.fidelity import Fidelity, hypervolume_contributions, parse_fidelity, promotion, promotion_order
 from nas.search.final import finalize
 from nas.search.runner import SearchConfig, run_search, study_fidelity
 from nas.spaces import load_space
@@ -25,23 +26,32 @@ DIRECTIONS = ("maximize", "minimize")
 
 def test_promotion_order_on_a_hand_worked_rung():
     values = list(RUNG.values())
-    # Front 1 = A B D E F. D and F bound an objective each: infinitely crowded, tie broken by position (D first).
-    # Crowding (AUC span 0.25, latency span 4.5): B = 0.2/0.25 + 1.5/4.5 = 1.133, E = 0.05/0.25 + 3/4.5 = 0.867,
-    # A = 0.05/0.25 + 1/4.5 = 0.422 (A sorts before its duplicate E, so their neighbours differ). Front 2 = C.
+    # Scaled over the rung (AUC loss over 0.25, latency over 4.5; 0 best, 1 worst): A = E = (0.2, 0.333),
+    # B = (0.4, 0.111), C = (0.6, 0.556), D = (0, 1), F = (1, 0). Front 1 = A B D E F; C is dominated by A.
+    # Contributions against (1.1, 1.1): A = 0.2 x 0.667 = 0.133 and B = 0.6 x 0.222 = 0.133 tie (A first, by
+    # position), D = 0.2 x 0.1 = 0.02, F = 0.1 x 0.111 = 0.011, E (a copy of A) adds nothing. Front 2 = C.
     order = [list(RUNG)[i] for i in promotion_order(values, DIRECTIONS)]
-    assert order == ["D", "F", "B", "E", "A", "C"]
+    assert order == ["A", "B", "D", "F", "E", "C"]
     names = list(RUNG)
-    assert promotion(values, DIRECTIONS, names.index("D"), 3) == (True, 1, 2)
-    assert promotion(values, DIRECTIONS, names.index("F"), 3) == (True, 2, 2)
-    assert promotion(values, DIRECTIONS, names.index("B"), 3) == (False, 3, 2)
-    assert promotion(values, DIRECTIONS, names.index("B"), 2) == (True, 3, 3)
+    assert promotion(values, DIRECTIONS, names.index("A"), 3) == (True, 1, 2)
+    assert promotion(values, DIRECTIONS, names.index("B"), 3) == (True, 2, 2)
+    assert promotion(values, DIRECTIONS, names.index("D"), 3) == (False, 3, 2)
+    assert promotion(values, DIRECTIONS, names.index("D"), 2) == (True, 3, 3)
     assert promotion(values, DIRECTIONS, names.index("C"), 2) == (False, 6, 3)
 
 
-def test_a_lone_trial_is_promoted_and_crowding_matches_nsga2():
+def test_a_fast_inaccurate_early_trial_does_not_hold_the_only_place():
+    # Crowding distance would rank both ends of the front first and keep the earlier, fast 0.78-AUC trial; its
+    # hypervolume contribution (0.1 x 0.42) is far below the accurate one's (1.0 x 0.68).
+    values = [(0.78, 0.34), (0.95, 0.45), (0.90, 0.60)]
+    assert promotion_order(values, DIRECTIONS) == [1, 0, 2]
+    assert promotion(values, DIRECTIONS, 0, 3) == (False, 2, 1)
+
+
+def test_a_lone_trial_is_promoted_and_contributions_are_exclusive_volumes():
     assert promotion([(0.5, 9.0)], DIRECTIONS, 0, 3) == (True, 1, 1)
-    distance = crowding_distance(__import__("numpy").array([[0.0, 3.0], [1.0, 2.0], [3.0, 0.0]]))
-    assert distance[0] == distance[2] == float("inf") and distance[1] == pytest.approx(3 / 3 + 3 / 3)
+    front = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.5, 0.5]])
+    assert hypervolume_contributions(front) == pytest.approx([0.1 * 0.5, 0.5 * 0.5, 0.1 * 0.5, 0.0])
 
 
 @pytest.mark.parametrize("rungs, factor, brackets, message", [
