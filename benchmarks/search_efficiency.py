@@ -105,7 +105,8 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     methods = [m for m in METHODS if m[0] in args.methods]
     budget_s = args.budget_min * 60
-    rows: dict[str, list[tuple[int, dict[float, tuple[list[float], dict[str, int]]], dict[str, dict]]]] = {m: [] for m in methods}
+    Curves = dict[float, tuple[list[float], dict[str, int]]]  # per reference: HV over time, trial counts
+    rows: dict[str, list[tuple[int, Curves, dict[str, dict]]]] = {m: [] for m in methods}
     with tempfile.TemporaryDirectory(prefix="nas-efficiency-") as tmp:
         root = args.keep or Path(tmp)
         for seed in args.seeds:  # interleaved, so a slow stretch of the machine hits every method alike

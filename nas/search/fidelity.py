@@ -9,8 +9,10 @@ SuccessiveHalvingPruner.
 Why hypervolume contribution and not NSGA-II's crowding distance: crowding gives both ends of a front infinite
 distance, so the fastest candidate always ranks first however poor its accuracy, and a rung with one or two places
 kept promoting it (a benchmark run stopped every other candidate behind a 0.78-AUC model that way). Contribution
-weighs what each point alone adds to the front, with the objectives scaled to the rung's own range. The rung records live on the trials in the study storage, so several workers promote
-consistently and a resumed search keeps them.
+weighs what each point alone adds to the front, with the objectives scaled to the rung's own range.
+
+The rung records live on the trials in the study storage, so several workers promote consistently and a resumed
+search keeps them.
 """
 
 from __future__ import annotations
