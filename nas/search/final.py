@@ -66,8 +66,9 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     members = [r for r, on in zip(final, still) if on]
     dropped = [r.trial for r, on in zip(final, still) if not on]
 
-    say(f"scoring {len(reported)} model(s) once on the test split ...")
-    tests = {number: score_on_test(run, r) for number, r in sorted(reported.items())}
+    kept = {r.trial: r for r in members + baselines}  # a member dropped by re-measurement is not reported or tested
+    say(f"scoring {len(kept)} model(s) once on the test split ...")
+    tests = {number: score_on_test(run, r) for number, r in sorted(kept.items())}
     knee_trial = members[knee([[o.value(r) for o in objectives] for r in members], directions)].trial if members else None
 
     def entry(r: TrialResult) -> dict[str, Any]:
@@ -106,7 +107,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     }
     write_json(ctx.results_dir / "pareto.json", doc)
     if keep_artifacts != "all":
-        prune_artifacts(ctx.results_dir, keep={r.trial for r in front} | {r.trial for r in baselines})
+        prune_artifacts(ctx.results_dir, keep=set(kept))
     return doc
 
 
