@@ -51,11 +51,11 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     front = [r for r, on in zip(candidates, non_dominated([[o.value(r) for o in objectives] for r in candidates],
                                                           directions) if candidates else []) if on]
     baselines = [r for r in results if r.spec.baseline]
-    reported = {r.trial: r for r in front + baselines}
+    candidates_to_remeasure = {r.trial: r for r in front + baselines}
 
-    say(f"re-measuring {len(reported)} model(s) on {ctx.profile.name} in one session ...")
+    say(f"re-measuring {len(candidates_to_remeasure)} model(s) on {ctx.profile.name} in one session ...")
     remeasured: dict[int, Measurement] = {}
-    for number, r in sorted(reported.items()):
+    for number, r in sorted(candidates_to_remeasure.items()):
         folder = ctx.trial_dir(number)
         model = load_model(r.spec, folder / "model.pt") if ctx.target.needs_model else None
         remeasured[number] = ctx.target.measure(folder / DEPLOYED_ONNX, r.spec.compression.quant, r.spec.input_shape,
