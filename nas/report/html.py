@@ -507,6 +507,9 @@ def write_report(results_dir: Path, *, x: str | None = None, y: str | None = Non
                          '<p class="note">Each objective scaled to the range the trials reached (0 best, 1 worst), '
                          'reference point 10% beyond the worst, latencies as measured during the search. A curve '
                          'that has stopped rising means new trials no longer improve the trade-off.</p>']
+        else:
+            sections += ["<h2>Convergence</h2>", '<p class="note">No convergence curve: no searched trial meets the '
+                         "study's constraints (latency budget, sensitivity floor).</p>"]
     sections.append(_stopped_list(view.stopped))
     page = _page(view, "\n".join(sections))
     return atomic_write_text(view.folder / "report.html", page)

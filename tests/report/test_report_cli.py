@@ -103,8 +103,15 @@ def test_limits_estimates_untrained_trials_and_more_objectives(study):
     assert {"latency budget 0.1 ms", "min sensitivity 0.9"} <= {a.text for a in fig.layout.annotations}
 
     page = write_report(study, x="latency_p95", y="sensitivity").read_text()
-    assert 'id="pairs-plot"' in page and 'id="hypervolume-plot"' in page
-    assert "trial 3: infeasible: p95 over the budget" in page
+    assert 'id="pairs-plot"' in page and "trial 3: infeasible: p95 over the budget" in page
+
+    # Whether a trial meets 0.1 ms and 0.9 depends on the machine, so the curve is checked at limits all or none meet.
+    for limits, curve in (({"max_latency_ms": 1e6, "min_sensitivity": 0.0}, True),
+                          ({"max_latency_ms": 1e-6, "min_sensitivity": 0.0}, False)):
+        (study / "pareto.json").write_text(json.dumps({**doc, "constraints": limits}))
+        page = write_report(study).read_text()
+        assert ('id="hypervolume-plot"' in page) is curve
+        assert ("no searched trial meets the study's constraints" in page) is not curve
 
 
 def test_running_study_without_pareto_json(study):

@@ -37,6 +37,8 @@ from nas.data.ct import CTScan
 from nas.errors import DataError
 from nas.tasks.nodule.froc import Finding, ScanTruth
 from nas.tasks.nodule.volume import (
+    HU_HIGH,
+    HU_LOW,
     SLAB_OFFSETS,
     Prepared,
     blob_seeds,
@@ -50,6 +52,11 @@ DEFAULT_SCANS = SHARED_DATA / "lidc"
 CROPS_FILE = "lidc_nodule_crops.npz"
 CROP_SPACING_MM = (2.0, 0.7, 0.7)
 """Assumed (slice, row, column) spacing of the crops file's nodules (it does not say): typical LIDC values."""
+CROP_WINDOW_HU = (-1350.0, 150.0)
+"""The HU range the crops file's uint8 values span (it does not say): the standard lung window. Read this way the
+crops' commonest value is solid tissue (about 0 HU), 7% of voxels pile up at 255 (clipped at +150 HU: calcium) and
+the faint rim is parenchyma; read as the model's own [-1000, 400] window, pasted nodules came out about 250 HU denser
+than real ones, 40% of them partly saturated."""
 SEED = 20240
 POSITIVE_COPIES = 16
 HARD_NEGATIVE_COPIES = 4
@@ -431,17 +438,23 @@ def load_crop_nodules(path: Path, split: str) -> list[Nodule3d]:
     out = []
     for nodule_id in sorted(set(ids[splits == split].tolist())):
         rows = np.flatnonzero(ids == nodule_id)
-        stack = images[rows[np.argsort(order[rows])]].astype(np.float32) / 255.0
-        values = ndimage.zoom(stack, CROP_SPACING_MM, order=1)
-        values = values[tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(values > 0.02))] \
-            if (values > 0.02).any() else values[:0]
-        if values.size == 0:
+        stack = ndimage.zoom(images[rows[np.argsort(order[rows])]].astype(np.float32), CROP_SPACING_MM, order=1)
+        inside = stack > 5.0  # the segmentation, less interpolation's faint halo
+        if not inside.any():
             continue
-        area = float((values > 0.02).sum(axis=(1, 2)).max())
-        diameter = 2.0 * np.sqrt(area / np.pi)
+        box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(inside))
+        values = np.where(inside[box], _crop_to_window(stack[box]), 0.0).astype(np.float32)
+        diameter = 2.0 * np.sqrt(float(inside[box].sum(axis=(1, 2)).max()) / np.pi)
         if diameter >= 3.0:
             out.append(Nodule3d(np.ascontiguousarray(values), diameter))
     return out
+
+
+def _crop_to_window(raw: np.ndarray) -> np.ndarray:
+    """Crop file values (0-255 over CROP_WINDOW_HU) to the model's window ([0, 1] over HU_LOW..HU_HIGH)."""
+    lo, hi = CROP_WINDOW_HU
+    hu = lo + raw * (hi - lo) / 255.0
+    return np.clip((hu - HU_LOW) / (HU_HIGH - HU_LOW), 0.0, 1.0)
 
 
 def _geometry(z: np.lib.npyio.NpzFile) -> CTScan:

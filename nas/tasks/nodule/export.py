@@ -18,7 +18,7 @@ from nas.export import check_parity
 from nas.models.volume import as_model_spec
 from nas.report.package import load_result, study_dataset, trial_dir
 from nas.search.runner import CACHE_DIR
-from nas.tasks.nodule.data import CROP_SPACING_MM, nodule_data
+from nas.tasks.nodule.data import CROP_SPACING_MM, CROP_WINDOW_HU, nodule_data
 from nas.tasks.nodule.pipeline import (
     CLASSIFY_DIR,
     DENSE_BATCH,
@@ -112,7 +112,7 @@ def export_nodule_trial(results: Path, study: str, trial: int, out: Path, data: 
         "metrics_note": "auc, accuracy, sensitivity, specificity, threshold: the second stage on its patches; cpm and "
                         "sensitivity_at_fp: the whole pipeline on whole scans (LUNA16 FROC rules)",
         "latency": latency, "parity_max_abs_diff": parity, "data": nodule_data(dataset).describe(),
-        "crop_assumption_mm": list(CROP_SPACING_MM), "flags": result.flags,
+        "crop_assumption_mm": list(CROP_SPACING_MM), "crop_assumption_hu": list(CROP_WINDOW_HU), "flags": result.flags,
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) + ["model_card.md"],
     }
     write_json(out / "model_card.json", card)
@@ -142,7 +142,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
         f"patients: {data['patients']}.",
         f"- Reference standard: {data['reference_standard']}. Validation: {data['validation']}.",
         "- Training examples: patches around the training scans' nodule-like findings, whole nodules from the crops "
-        f"file pasted into the training lungs (crop spacing assumed {card['crop_assumption_mm']} mm), non-nodule "
+        f"file pasted into the training lungs (crop spacing assumed {card['crop_assumption_mm']} mm, values "
+        f"read as {card['crop_assumption_hu']} HU), non-nodule "
         "marks and random lung as negatives. The test scans were never seen by training or search.",
         f"- {data['note']}.", "",
         "## Detection and classification", "",
