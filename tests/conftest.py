@@ -14,6 +14,41 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = REPO.parent / "shared"
 QUICK_PROFILE = FIXTURES / "cpu-quick.yaml"
+BUNDLED_XRAY = REPO / "nas" / "data" / "bundled" / "pneumoniamnist.npz"
+SMALL_SPLITS = {"train": 1200, "val": 300, "test": 300}
+
+
+def _small_xray() -> Path:
+    """A class-stratified slice of the bundled PneumoniaMNIST (SMALL_SPLITS), written once per machine.
+
+    Searches that test plumbing (resume, workers, rungs, reports) train on it: a quarter of the training split cuts
+    the suite's time by minutes, and no such test depends on how accurate the models get.
+    """
+    import tempfile
+
+    import numpy as np
+
+    path = Path(tempfile.gettempdir()) / f"nas-tests-{BUNDLED_XRAY.stat().st_size}" / "pneumoniamnist-small.npz"
+    if path.exists():
+        return path
+    out = {}
+    with np.load(BUNDLED_XRAY) as z:
+        for split, n in SMALL_SPLITS.items():
+            images, labels = z[f"{split}_images"], z[f"{split}_labels"]
+            rng = np.random.default_rng(0)
+            keep = np.sort(np.concatenate([  # each class in its split's proportion
+                rng.choice(np.flatnonzero(labels[:, 0] == c), round(n * np.mean(labels[:, 0] == c)), replace=False)
+                for c in np.unique(labels)]))
+            out[f"{split}_images"], out[f"{split}_labels"] = images[keep], labels[keep]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(partial, "wb") as handle:
+        np.savez(handle, **out)
+    partial.replace(path)
+    return path
+
+
+SMALL_XRAY = _small_xray()
 
 
 @pytest.fixture(scope="session")

@@ -236,9 +236,10 @@ def config_from_study(study: str, storage: str, *, results: Path, worker: int, *
     run = existing.user_attrs.get(RUN_ATTR)
     if run is None:
         raise StudyError(f"study {study!r} was not created by `nas search`; start it with nas search first")
-    run = {**run, "objectives": tuple(run["objectives"]) if run.get("objectives") else None}
-    return SearchConfig(**run, study=study, storage=storage, results=results, worker=worker, baselines=False,
-                        **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    run = {**run, "objectives": tuple(run["objectives"]) if run.get("objectives") else None,
+           **{k: v for k, v in overrides.items() if v is not None}}  # a worker's own flags (--data ...) win
+    return SearchConfig(**run, study=study, storage=storage, results=results, worker=worker,
+                        baselines=False)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from conftest import QUICK_PROFILE, REPO, run_nas
+from conftest import QUICK_PROFILE, REPO, SMALL_XRAY, run_nas
 from nas.errors import ConfigError, TrialError
 from nas.export import to_onnx
 from nas.hardware import load_profile
@@ -249,9 +249,9 @@ def test_the_agent_refuses_to_listen_off_loopback_without_a_token():
 @pytest.mark.slow
 def test_a_search_measures_every_candidate_through_the_agent(agent, tmp_path):
     (tmp_path / "token").write_text(TOKEN)
-    proc = run_nas("search", "--space", "xray-tiny", "--hardware", str(QUICK_PROFILE), "--trials", "2", "--epochs", "1",
-                   "--no-baselines", "--study", "remote", "--device-url", agent, "--device-token-file",
-                   str(tmp_path / "token"), "--json", cwd=tmp_path)
+    proc = run_nas("search", "--space", "xray-tiny", "--data", str(SMALL_XRAY), "--hardware", str(QUICK_PROFILE),
+                   "--trials", "2", "--epochs", "1", "--no-baselines", "--study", "remote", "--device-url", agent,
+                   "--device-token-file", str(tmp_path / "token"), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     device = local_device_info()["device"]
@@ -268,8 +268,8 @@ def test_a_jetson_search_against_a_cpu_agent_is_refused_unless_overridden(agent,
     """Settled point 5: the jetson-orin profile against this x86 agent names both; --any-device measures there with
     the runtime the agent has, and the records say where it really ran."""
     (tmp_path / "token").write_text(TOKEN)
-    args = ("search", "--space", "xray-tiny", "--hardware", "jetson-orin", "--trials", "1", "--epochs", "1",
-            "--no-baselines", "--study", "mismatch", "--device-url", agent, "--device-token-file",
+    args = ("search", "--space", "xray-tiny", "--data", str(SMALL_XRAY), "--hardware", "jetson-orin", "--trials", "1",
+            "--epochs", "1", "--no-baselines", "--study", "mismatch", "--device-url", agent, "--device-token-file",
             str(tmp_path / "token"))
     refused = run_nas(*args, cwd=tmp_path)
     assert refused.returncode == 2

@@ -13,11 +13,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import QUICK_PROFILE, run_nas
+from conftest import QUICK_PROFILE, SMALL_XRAY, run_nas
 
 pytestmark = pytest.mark.slow
-ARGS = ["search", "--space", "xray-tiny", "--hardware", str(QUICK_PROFILE), "--epochs", "1", "--no-baselines",
-        "--study", "r"]
+ARGS = ["search", "--space", "xray-tiny", "--data", str(SMALL_XRAY), "--hardware", str(QUICK_PROFILE), "--epochs", "1",
+        "--no-baselines", "--study", "r"]
 
 
 def start(cwd: Path, trials: int) -> subprocess.Popen:

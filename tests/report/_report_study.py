@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK_PROFILE, run_nas
+from conftest import QUICK_PROFILE, SMALL_XRAY, run_nas
 
-SEARCH = ("search", "--space", "xray-tiny", "--hardware", str(QUICK_PROFILE), "--epochs", "1", "--trials", "3",
-          "--study", "b")
+SEARCH = ("search", "--space", "xray-tiny", "--data", str(SMALL_XRAY), "--hardware", str(QUICK_PROFILE),
+          "--epochs", "1", "--trials", "3", "--study", "b")
 _done: dict[str, Path] = {}
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 import pytest
 
-from conftest import QUICK_PROFILE, REPO
+from conftest import QUICK_PROFILE, REPO, SMALL_XRAY
 from nas.errors import ConfigError
 from nas.search.fidelity import Fidelity, hypervolume_contributions, parse_fidelity, promotion, promotion_order
 from nas.search.final import finalize
@@ -82,8 +82,9 @@ def test_the_default_space_rungs_follow_a_smaller_epoch_cap():
 
 
 def mf_config(tmp_path, **overrides) -> SearchConfig:
-    base = dict(space="xray-tiny", hardware=str(QUICK_PROFILE), study="mf", results=tmp_path / "results", trials=6,
-                epochs=3, rungs="1,3", reduction_factor=2, progress=False, baselines=False)
+    base = dict(space="xray-tiny", data=str(SMALL_XRAY), hardware=str(QUICK_PROFILE), study="mf",
+                results=tmp_path / "results", trials=6, epochs=3, rungs="1,3", reduction_factor=2, progress=False,
+                baselines=False)
     return SearchConfig(**{**base, **overrides})
 
 
@@ -114,9 +115,9 @@ def test_a_multi_fidelity_search_ends_with_completed_and_pruned_trials(tmp_path)
 
 
 def _search_command(tmp_path, *extra):
-    return [sys.executable, "-m", "nas.cli.main", "search", "--space", "xray-tiny", "--hardware", str(QUICK_PROFILE),
-            "--study", "mf", "--results", str(tmp_path / "results"), "--trials", "3", "--epochs", "3",
-            "--rungs", "1,3", "--reduction-factor", "2", "--no-baselines", "--no-progress", *extra]
+    return [sys.executable, "-m", "nas.cli.main", "search", "--space", "xray-tiny", "--data", str(SMALL_XRAY),
+            "--hardware", str(QUICK_PROFILE), "--study", "mf", "--results", str(tmp_path / "results"), "--trials", "3",
+            "--epochs", "3", "--rungs", "1,3", "--reduction-factor", "2", "--no-baselines", "--no-progress", *extra]
 
 
 def _kill_after_first_rung(tmp_path):

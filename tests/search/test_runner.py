@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from conftest import QUICK_PROFILE
+from conftest import QUICK_PROFILE, SMALL_XRAY
 from nas.search.runner import SearchConfig, prepare, run_search
 
 
 def config(tmp_path, **overrides) -> SearchConfig:
-    base = dict(space="xray-tiny", hardware=str(QUICK_PROFILE), study="s", results=tmp_path / "results",
-                trials=3, epochs=1, progress=False, baselines=False)
+    base = dict(space="xray-tiny", data=str(SMALL_XRAY), hardware=str(QUICK_PROFILE), study="s",
+                results=tmp_path / "results", trials=3, epochs=1, progress=False, baselines=False)
     return SearchConfig(**{**base, **overrides})
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import QUICK_PROFILE, SMALL_XRAY
 from nas.errors import ConfigError, StudyError
 from nas.search.runner import SearchConfig, prepare
 from nas.search.study import open_storage
 
 
 def config(tmp_path, **overrides) -> SearchConfig:
-    base = dict(space="xray-tiny", hardware=str(__import__("conftest").QUICK_PROFILE), study="s",
+    base = dict(space="xray-tiny", data=str(SMALL_XRAY), hardware=str(QUICK_PROFILE), study="s",
                 results=tmp_path / "results", trials=2, epochs=1, progress=False)
     return SearchConfig(**{**base, **overrides})
 

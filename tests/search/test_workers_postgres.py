@@ -13,10 +13,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import QUICK_PROFILE, run_nas
+from conftest import QUICK_PROFILE, SMALL_XRAY, run_nas
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-SEARCH = ["--space", "xray-tiny", "--hardware", str(QUICK_PROFILE), "--epochs", "1", "--no-baselines"]
+SEARCH = ["--space", "xray-tiny", "--data", str(SMALL_XRAY), "--hardware", str(QUICK_PROFILE), "--epochs", "1",
+          "--no-baselines"]
 
 
 def fresh_db(url: str, name: str) -> str:
