@@ -111,7 +111,8 @@ def main() -> int:
         root = args.keep or Path(tmp)
         for seed in args.seeds:  # interleaved, so a slow stretch of the machine hits every method alike
             for method in methods:
-                print(f"running {method}, seed {seed} ({args.budget_min:g} min) ...", file=sys.stderr, flush=True)
+                if not args.tables_only:
+                    print(f"running {method}, seed {seed} ({args.budget_min:g} min) ...", file=sys.stderr, flush=True)
                 results = run_search(method, seed, args, root)
                 curves = {ms: history(results, budget_s, args.points, (0.5, ms)) for ms in args.reference_ms}
                 rows[method].append((seed, curves, front_members(results)))
