@@ -37,14 +37,13 @@ from nas.data.ct import CTScan
 from nas.errors import DataError
 from nas.tasks.nodule.froc import Finding, ScanTruth
 from nas.tasks.nodule.volume import (
-    HU_HIGH,
-    HU_LOW,
     SLAB_OFFSETS,
     Prepared,
     blob_seeds,
     prepare,
     region,
     to_model_input,
+    to_window,
 )
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -451,10 +450,9 @@ def load_crop_nodules(path: Path, split: str) -> list[Nodule3d]:
 
 
 def _crop_to_window(raw: np.ndarray) -> np.ndarray:
-    """Crop file values (0-255 over CROP_WINDOW_HU) to the model's window ([0, 1] over HU_LOW..HU_HIGH)."""
+    """Crop file values (0-255 over CROP_WINDOW_HU) to the model's window."""
     lo, hi = CROP_WINDOW_HU
-    hu = lo + raw * (hi - lo) / 255.0
-    return np.clip((hu - HU_LOW) / (HU_HIGH - HU_LOW), 0.0, 1.0)
+    return to_window(lo + raw * (hi - lo) / 255.0)
 
 
 def _geometry(z: np.lib.npyio.NpzFile) -> CTScan:

@@ -36,6 +36,7 @@ __all__ = [
     "region",
     "seed_tiles",
     "to_model_input",
+    "to_window",
 ]
 
 GRID_MM = 1.0
@@ -139,8 +140,9 @@ def prepare(scan: CTScan) -> Prepared:
                     geometry=geometry, seeds=seeds, seed_ms=(time.perf_counter() - started) * 1000)
 
 
-def _window_value(hu: float) -> float:
-    return (hu - HU_LOW) / (HU_HIGH - HU_LOW)
+def to_window(hu: float | np.ndarray) -> float | np.ndarray:
+    """Hounsfield units to the model's window: [0, 1] over HU_LOW..HU_HIGH, clipped."""
+    return np.clip((hu - HU_LOW) / (HU_HIGH - HU_LOW), 0.0, 1.0)
 
 
 def blob_seeds(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -156,7 +158,7 @@ def blob_seeds(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
         done = ndimage.gaussian_filter(done, np.sqrt(sigma**2 - last**2), truncate=2.5)
         blurred[sigma], last = done, sigma
     response = np.max([blurred[s / SEED_MM] - blurred[2 * s / SEED_MM] for s in SEED_SIGMAS_MM], axis=0)
-    dense = blurred[sigmas[0]] > _window_value(SEED_MIN_HU)
+    dense = blurred[sigmas[0]] > to_window(SEED_MIN_HU)
     where = np.argwhere(inside & dense & (response > SEED_MIN_RESPONSE))
     padded = np.pad(response, 1, constant_values=-np.inf)
     value = response[tuple(where.T)]
@@ -211,7 +213,7 @@ def recentre(prepared: Prepared, zyx: np.ndarray) -> np.ndarray:
     r = int(np.ceil(RECENTRE_MM / GRID_MM))
     offsets = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), -1)
     ball = np.linalg.norm(offsets, axis=-1) * GRID_MM <= RECENTRE_MM
-    floor = _window_value(RECENTRE_FLOOR_HU)
+    floor = to_window(RECENTRE_FLOOR_HU)
     for n in range(len(out)):
         for _ in range(RECENTRE_STEPS):
             c = np.clip(np.rint(out[n]).astype(int), 0, shape - 1)
@@ -227,7 +229,7 @@ def recentre(prepared: Prepared, zyx: np.ndarray) -> np.ndarray:
 def diameter_mm(prepared: Prepared, zyx: np.ndarray, reach: int = 16) -> np.ndarray:
     """Size estimate: the diameter of a sphere of the dense (> -400 HU) region connected to each candidate's
     centre, within `reach` mm. A measurement of the image, not of a model."""
-    solid = (SOLID_HU - HU_LOW) / (HU_HIGH - HU_LOW)
+    solid = to_window(SOLID_HU)
     shape = np.asarray(prepared.shape)
     sizes = []
     for c in np.rint(np.asarray(zyx)).astype(int):
