@@ -42,9 +42,10 @@ def test_a_volume_equals_the_full_scan_at_its_world_box():
     box = volumes[2]
     assert box.series_uid == scan.series_uid == SERIES_0003
     assert box.spacing_mm == pytest.approx(scan.spacing, abs=1e-4)
-    i, j, k = np.rint(scan.world_to_voxel(np.array([box.origin_mm]))[0]).astype(int)
-    z, y, x = box.image.shape
-    assert np.array_equal(box.image, scan.hu[k:k + z, j:j + y, i:i + x])
+    for volume in volumes.values():
+        i, j, k = np.rint(scan.world_to_voxel(np.array([volume.origin_mm]))[0]).astype(int)
+        z, y, x = volume.image.shape
+        assert np.array_equal(volume.image, scan.hu[k:k + z, j:j + y, i:i + x])
     # The LUNA16 nodule lies inside the box, on its mask.
     centre = np.rint((np.array(LUNA16_0003_R_2) - box.origin_mm) / np.array(box.spacing_mm[::-1])).astype(int)
     assert box.mask[centre[2], centre[1], centre[0]]
@@ -58,6 +59,7 @@ def test_boxes_stored_along_minus_x_and_y_are_flipped_to_run_along_plus():
     z, y, x = np.nonzero(volume.mask)
     centroid = np.array(volume.origin_mm) + np.array([x.mean(), y.mean(), z.mean()]) * volume.spacing_mm[::-1]
     assert np.allclose(centroid, record.centre_mm, atol=1.5)
+    assert volume.image[volume.mask].mean() > volume.image[~volume.mask].mean() + 200  # the image flipped too
 
 
 def test_the_patient_split_is_stable_disjoint_and_keeps_0003_for_test():
