@@ -157,11 +157,14 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...], tuple[float,
 
 
 def _volume(record: NoduleRecord, image_path: Path, mask_path: Path) -> NoduleVolume:
-    hu, spacing, origin, direction = _read_nifti(image_path)
     if not mask_path.is_file():
         raise DataError(f"{image_path}: has no mask {mask_path}; every volume needs its nodule_mask/ file of the "
                         f"same name (restore it, or remove the volume)")
+    hu, spacing, origin, direction = _read_nifti(image_path)
     mask, mask_spacing, mask_origin, mask_direction = _read_nifti(mask_path)
+    if not mask.any():
+        raise DataError(f"{mask_path}: the mask is empty, so it marks no nodule; restore the file or remove the "
+                        f"volume")
     if mask.shape != hu.shape:
         raise DataError(f"{mask_path}: mask shape (z, y, x) {mask.shape} differs from its image's {hu.shape} "
                         f"({image_path}); the mask must cover the same box voxel for voxel")
@@ -201,8 +204,8 @@ def load_volumes(root: str | Path, patients: Iterable[str] | None = None) -> lis
         patients: patient ids to load (e.g. one split's); None loads all.
 
     Raises:
-        DataError: a missing folder, file or mask, a mask off its image's grid, a volume not in the table, or a
-            requested patient with no volume.
+        DataError: a missing folder, file or mask, an empty mask, a mask off its image's grid, a volume not in
+            the table, or a requested patient with no volume.
     """
     root = _folder(root)
     records = read_nodule_table(root)

@@ -109,7 +109,12 @@ def test_errors_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(DataError, match=r"LIDC-IDRI-0003_R_4\.nii\.gz: has no mask"):
         load_volumes(root)
 
-    small = sitk.GetImageFromArray(np.zeros((2, 3, 4), dtype=np.int16))
+    empty = sitk.ReadImage(str(VOIS / "nodule_mask" / "LIDC-IDRI-0003_R_4.nii.gz")) * 0
+    sitk.WriteImage(empty, str(root / "nodule_mask" / "LIDC-IDRI-0003_R_4.nii.gz"))
+    with pytest.raises(DataError, match=r"LIDC-IDRI-0003_R_4\.nii\.gz: the mask is empty"):
+        load_volumes(root)
+
+    small = sitk.GetImageFromArray(np.ones((2, 3, 4), dtype=np.int16))
     sitk.WriteImage(small, str(root / "nodule_mask" / "LIDC-IDRI-0003_R_4.nii.gz"))
     with pytest.raises(DataError, match=r"mask shape \(z, y, x\) \(2, 3, 4\) differs"):
         load_volumes(root)
