@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from nas.errors import ConfigError, unknown_name
+from nas.errors import ConfigError, shown, unknown_name
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -18,8 +18,6 @@ MAX_BYTES = 1 << 20
 MAX_NODES = 100_000
 """Values a document may hold once its aliases are expanded: aliases nested ten deep turn 400 bytes into a billion
 values, which validating (and printing) would take minutes of CPU and gigabytes of memory."""
-SHOWN_CHARS = 80
-"""How much of a bad value an error message quotes."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -52,12 +50,6 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> i
     open_.discard(key)
     sizes[key] = size
     return size
-
-
-def shown(value: object) -> str:
-    """`repr(value)` cut to SHOWN_CHARS, so a message quoting hostile input stays one short line."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 def search_dirs(dirname: str) -> list[Path]:
@@ -126,6 +118,6 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
         field = ".".join(str(p) for p in err["loc"] if p not in ("range", "fixed")) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
-        shown = "" if err["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {shown(got)})"
-        lines.append(f"{path}: {field}: {msg}{shown}")
+        quoted = "" if err["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {shown(got)})"
+        lines.append(f"{path}: {field}: {msg}{quoted}")
     return "\n".join(dict.fromkeys(lines))

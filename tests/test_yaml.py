@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from nas import _yaml
-from nas.errors import ConfigError
+from nas.errors import ConfigError, shown
 from nas.spaces import load_space
 
 from conftest import REPO
@@ -57,6 +57,16 @@ def test_oversized_and_binary_files_are_refused(tmp_path):
 
 
 def test_values_in_messages_are_cut():
-    assert _yaml.shown("x" * 10) == "'xxxxxxxxxx'"
-    cut = _yaml.shown(["lol"] * 1000)
+    assert shown("x" * 10) == "'xxxxxxxxxx'"
+    cut = shown(["lol"] * 1000)
     assert len(cut) < 120 and cut.endswith("(7000 characters)")
+
+
+def test_a_long_wrong_value_is_quoted_cut(tmp_path):
+    path = tmp_path / "long.yaml"
+    text = (REPO / "search_spaces" / "xray-tiny.yaml").read_text()
+    path.write_text(text.replace("name: xray-tiny", "name: [" + ", ".join(["lol"] * 1000) + "]"))
+    with pytest.raises(ConfigError) as err:
+        load_space(str(path))
+    assert str(err.value).startswith(f"{path}: name: Input should be a valid string (got ['lol', 'lol'")
+    assert str(err.value).endswith("... (7000 characters))") and len(str(err.value)) < 300

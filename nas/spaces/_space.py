@@ -12,8 +12,7 @@ from pydantic import (
 )
 
 from nas import _yaml
-from nas._yaml import shown
-from nas.errors import ConfigError, did_you_mean
+from nas.errors import ConfigError, did_you_mean, shown
 from nas.models import get_family, list_families
 from nas.models._family import Bounds
 from nas.search.fidelity import Fidelity
