@@ -62,7 +62,7 @@ def _labels(path: Path, archive: np.lib.npyio.NpzFile, split: str) -> np.ndarray
         if not integral.all():
             bad = labels[~integral]
             raise DataError(f"{path}: {split}_labels: {len(bad)} of {len(labels)} labels are not integers "
-                            f"(e.g. {', '.join(map(str, bad[:3].tolist()))}); labels are class indices")
+                            f"(e.g. {', '.join(map(str, np.unique(bad)[:3].tolist()))}); labels are class indices")
     return labels.astype(np.int64)
 
 
