@@ -5,7 +5,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["NasError", "ConfigError", "DataError", "StudyError", "TrialError", "did_you_mean", "unknown_name"]
+__all__ = ["NasError", "ConfigError", "DataError", "StudyError", "TrialError", "did_you_mean", "shown",
+           "unknown_name"]
+
+SHOWN_CHARS = 80
+"""How much of a bad value a message quotes."""
 
 
 class NasError(Exception):
@@ -43,3 +47,9 @@ def unknown_name(kind: str, value: object, options: Iterable[object]) -> str:
     """The standard message for a name that is not registered: the value, the valid names, the closest."""
     names = sorted(str(o) for o in options)
     return f"unknown {kind} {value!r}{did_you_mean(value, names)}; valid: {', '.join(names)}"
+
+
+def shown(value: object) -> str:
+    """`repr(value)` cut to SHOWN_CHARS, so a message quoting hostile input (a YAML alias bomb) stays one short line."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"

@@ -46,3 +46,21 @@ def graceful_stop() -> Iterator[None]:
         for sig, old in previous.items():
             signal.signal(sig, old)
         STOP.clear()
+
+
+@contextmanager
+def stop_now() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt at once, as Ctrl-C does, for phases that only write whole files (the end of
+    a search): stopping anywhere there is safe, and the default action would end the process without a word."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

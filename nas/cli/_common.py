@@ -5,13 +5,34 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from nas.errors import shown
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+STUDY_NAME_RULE = "a letter or digit, then up to 99 letters, digits, '.', '_' or '-'"
+_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]*@", re.IGNORECASE)
+
+
+def study_name(value: str) -> str:
+    """A --study value is one folder under --results: no `..`, no absolute path, nothing a shell or a file system
+    would read specially, so a study's files can never be written outside the results root."""
+    if not STUDY_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"study name {shown(value)} is not allowed; use {STUDY_NAME_RULE} "
+                                         f"(pattern {STUDY_NAME.pattern})")
+    return value
+
+
+def mask_secrets(text: str) -> str:
+    """Database URLs with their password shown as *** (postgresql://nas:***@host/db), for anything printed."""
+    return _PASSWORD.sub(r"\1***@", text)
+
 
 def add_study_options(parser: argparse.ArgumentParser, *, study_required: bool, storage: bool = True) -> None:
-    parser.add_argument("--study", required=study_required,
+    parser.add_argument("--study", required=study_required, type=study_name,
                         help="study name" if study_required else "study name (default: <task>-<hardware>)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
     if storage:
@@ -28,7 +49,7 @@ def print_json(data: Any) -> None:
 
 
 def err(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(mask_secrets(message), file=sys.stderr)
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ import sys
 import warnings
 
 from nas import __version__
+from nas.cli._common import mask_secrets
 from nas.errors import NasError
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except NasError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas.cli._common import add_device_options, add_json_option, add_study_options, err, print_json
+from nas import interrupt
+from nas.cli._common import add_device_options, add_json_option, add_study_options, err, print_json, study_name
 from nas.report import front_table, write_report
 from nas.search.final import finalize
 from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
 from nas.search.runner import SearchConfig, prepare, run_search
-from nas.errors import ConfigError
+from nas.errors import ConfigError, TrialError
 from nas.search.study import GRACE_PERIOD_S, SAMPLERS, storage_url
 from nas.search.workers import run_local_workers
 
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reduction-factor", type=int,
                    help="keep the top 1/R of the trials at each rung (default: the space's, else 3)")
     p.add_argument("--brackets", type=int, help="Hyperband-style brackets: bracket b starts at rung b (default 1)")
-    p.add_argument("--warm-start", metavar="STUDY",
+    p.add_argument("--warm-start", metavar="STUDY", type=study_name,
                    help="start from an earlier study's front (same task and profile, under --results); candidates "
                         "differing from its trained models only in compression start from those weights")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
@@ -113,8 +114,20 @@ def run(args: argparse.Namespace) -> int:
         err(f"interrupted: completed trials are kept in study {run_.study.study_name!r}; run the same command "
             "again to resume")
         return 130
-    doc = finalize(run_, keep_artifacts=config.keep_artifacts, log=err)
-    report = write_report(run_.context.results_dir)
+    failed = [t for t in run_.study.get_trials(deepcopy=False) if t.state.name == "FAIL"]
+    if failed and not any(t.state.name == "COMPLETE" for t in run_.study.get_trials(deepcopy=False)):
+        first = str(failed[0].user_attrs.get("failure", "no reason recorded")).splitlines()[0][:200]
+        raise TrialError(f"every trial of study {name!r} failed ({len(failed)}), so there is no front; trial "
+                         f"{failed[0].number}: {first}")
+    try:
+        with interrupt.stop_now():
+            doc = finalize(run_, keep_artifacts=config.keep_artifacts, log=err)
+            report = write_report(run_.context.results_dir)
+    except KeyboardInterrupt:
+        kept = sum(t.state.name == "COMPLETE" for t in run_.study.get_trials(deepcopy=False))
+        err(f"interrupted while writing the front: the {kept} completed trial(s) of study {name!r} are kept; run "
+            "the same command again to write pareto.json and the report")
+        return 130
     if args.json:
         print_json(doc)
         return 0

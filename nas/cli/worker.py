@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from nas.cli._common import err
+from nas.cli._common import err, study_name
 from nas.search.runner import config_from_study, prepare, run_search
 from nas.search.study import GRACE_PERIOD_S
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "root (a shared filesystem when on several machines). `nas search --study S --storage URL` "
                     "afterwards writes the front and the report.",
     )
-    p.add_argument("--study", required=True)
+    p.add_argument("--study", required=True, type=study_name)
     p.add_argument("--storage", required=True, help="the study's storage URL (PostgreSQL for several machines)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root shared by the workers")
     p.add_argument("--trials", type=int, help="at most this many trials from this worker")

@@ -9,13 +9,14 @@ phase 2 ships, and any member is rebuilt from its spec alone (`build_model`).
 from __future__ import annotations
 
 import copy
+import pickle
 from pathlib import Path
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
-from nas.errors import TrialError
+from nas.errors import StudyError, TrialError
 from nas.models import create_model
 from nas.spec import Spec
 
@@ -107,5 +108,11 @@ def build_model(spec: Spec) -> nn.Module:
 def load_model(spec: Spec, weights: Path) -> nn.Module:
     """A trained member, in eval mode, from its spec and state dict."""
     model = build_model(spec)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise StudyError(f"{weights}: cannot be read as PyTorch weights ({first}); the file is truncated or "
+                         "damaged: restore it, or run the trial again") from None
+    model.load_state_dict(state)
     return model.eval()

@@ -111,6 +111,28 @@ def binary_labels(path: Path, class_names: list[str], positive_class: str | None
     return positive, class_names.index(positive)
 
 
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def check_labels(path: Path, labels: dict[str, np.ndarray], classes: list[int]) -> None:
+    """Refuse labels a reader would otherwise rewrite: values outside the data's classes (they would count as
+    negatives) and a split holding one class (its AUC and sensitivity are undefined). Training is checked first,
+    since the classes may come from it."""
+    order = sorted(labels, key=lambda split: split != "train")
+    for split in order:
+        values = labels[split]
+        outside = values[~np.isin(values, classes)]
+        present = np.unique(values)
+        if len(present) < 2 and not len(outside):
+            shown = ", ".join(map(str, present.tolist())) or "none"
+            raise DataError(f"{path}: the {SPLIT_NAMES[split]} split has a single class ({shown}, all "
+                            f"{len(values)} labels); every split needs both classes")
+        if len(outside):
+            examples = ", ".join(map(str, np.unique(outside)[:5].tolist()))
+            raise DataError(f"{path}: {split} split: {len(outside)} of {len(values)} labels are not one of the "
+                            f"classes {', '.join(map(str, classes))} (found {examples})")
+
+
 def leakage(dataset: Dataset, splits: tuple[str, ...] = SPLITS) -> dict[str, int]:
     """Counts of byte-identical images shared by each pair of splits (settled point 14)."""
     hashes = {

@@ -39,7 +39,7 @@ def _open(path: Path) -> Image.Image:
         img = Image.open(path)
         img.load()
         return img
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot be read as an image ({exc}); remove or replace the file") from None
 
 
@@ -65,10 +65,12 @@ def _read(root: Path, positive_class: str | None) -> Dataset:
                                 f"({', '.join(class_names)}){did_you_mean(folder.name, class_names)}")
     files = {split: _files(_split_dir(root, split), class_names) for split in SPLITS}
     for split, items in files.items():
-        missing = [c for i, c in enumerate(class_names) if not any(label == i for _, label in items)]
+        counts = Counter(class_names[label] for _, label in items)
+        missing = [c for c in class_names if not counts[c]]
         if missing:
+            found = ", ".join(f"{counts[c]} {c}" for c in class_names if counts[c]) or "none"
             raise DataError(f"{_split_dir(root, split)}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                            f"for class(es) {', '.join(missing)}; every split needs every class")
+                            f"for class(es) {', '.join(missing)} (found {found}); every split needs every class")
     # Channels and size are decided from the training images so every split is converted the same way.
     sample = [_open(f) for f, _ in files["train"][:: max(1, len(files["train"]) // 50)]]
     channels = 1 if all(_is_grey(img) for img in sample) else 3

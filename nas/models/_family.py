@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from torch import nn
@@ -19,6 +20,49 @@ class ParamFn(Protocol):
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The values one declared parameter may take, so a space that cannot build is refused when it is loaded
+    rather than failing inside every trial."""
+
+    kind: type
+    """int, float, str or bool; a float parameter also takes integers."""
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value: Any) -> bool:
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if self.choices:
+            return not isinstance(value, bool) and value in self.choices
+        if self.kind is str:
+            return isinstance(value, str)
+        if isinstance(value, bool) or not isinstance(value, int if self.kind is int else (int, float)):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    @property
+    def ranged(self) -> bool:
+        """Whether a `low`..`high` range makes sense for it (numbers without a fixed set of choices)."""
+        return self.kind in (int, float) and not self.choices
+
+    def describe(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        if self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.kind is str:
+            return "a name"
+        what = "an integer" if self.kind is int else "a number"
+        return (f"{what} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open else ']'}")
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     description: str
@@ -27,6 +71,8 @@ class Family:
     sample: Callable[[ParamFn], dict[str, Any]]
     """Turns drawn parameters into the resolved `Spec.arch` (e.g. a list of stages)."""
     build: Callable[[Spec], nn.Module]
+    bounds: Mapping[str, Bounds] = field(default_factory=dict)
+    """What each of `params` may be; a search space's values are checked against it when loaded."""
 
 
 FAMILIES: Registry[Family] = Registry("model family")

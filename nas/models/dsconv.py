@@ -11,10 +11,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.models._family import Family, ParamFn, register_family
+from nas.models._family import Bounds, Family, ParamFn, register_family
 from nas.spec import Spec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "hardswish": nn.Hardswish}
+BOUNDS = {
+    "stem_width": Bounds(int, 1, 4096), "stem_stride": Bounds(int, 1, 4), "num_stages": Bounds(int, 1, 16),
+    "stage_width": Bounds(int, 1, 4096), "stage_depth": Bounds(int, 1, 16), "stage_stride": Bounds(int, 1, 4),
+    "kernel_size": Bounds(int, 1, 15), "se": Bounds(bool), "activation": Bounds(str, choices=tuple(ACTIVATIONS)),
+    "dropout": Bounds(float, 0, 1, high_open=True),
+}
+"""The 2D and 3D dsconv families' parameters (the 3D one has no `se`)."""
 # One network for images (2 spatial dimensions) and volumes (3), as MONAI's networks take `spatial_dims`.
 CONV: dict[int, type[nn.Module]] = {2: nn.Conv2d, 3: nn.Conv3d}
 NORM: dict[int, type[nn.Module]] = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -113,5 +120,6 @@ register_family(
         ),
         sample=_sample,
         build=_build,
+        bounds=BOUNDS,
     )
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from nas.models._family import Family, ParamFn
-from nas.models.dsconv import DSConvNet
+from nas.models.dsconv import BOUNDS, DSConvNet
 from nas.models.volume import PATCH_PARAMS, register_volume_family
 
 def _sample(p: ParamFn) -> dict[str, Any]:
@@ -35,6 +35,7 @@ register_volume_family(
                 "kernel_size", "activation", "dropout", *PATCH_PARAMS),
         sample=_sample,
         build=lambda spec: DSConvNet(spec.in_channels, spec.num_classes, spec.arch, dims=3),
+        bounds={k: v for k, v in BOUNDS.items() if k != "se"},
     )
 )
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nas.models._family import Family, ParamFn
+from nas.models.dsconv import BOUNDS
 from nas.models.volume import PATCH_PARAMS, register_volume_family
 
 
@@ -68,5 +69,6 @@ register_volume_family(
                 *PATCH_PARAMS),
         sample=_sample,
         build=lambda spec: ResNet3d(spec.in_channels, spec.num_classes, spec.arch),
+        bounds={k: v for k, v in BOUNDS.items() if k not in ("se", "activation", "kernel_size")},
     )
 )

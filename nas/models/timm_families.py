@@ -15,7 +15,7 @@ from timm.models import efficientnet as _timm_efficientnet
 from timm.models import mobilenetv3 as _timm_mobilenetv3
 from torch import nn
 
-from nas.models._family import Family, ParamFn, register_family
+from nas.models._family import Bounds, Family, ParamFn, register_family
 from nas.spec import Spec
 
 # The timm variant each generator is asked for: it selects the block layout; the multipliers scale it.
@@ -53,6 +53,10 @@ def _build_resnet(spec: Spec) -> nn.Module:
     )
 
 
+SCALED_BOUNDS = {"width": Bounds(float, 0, 4, low_open=True), "depth": Bounds(float, 0, 4, low_open=True)}
+"""Channel and depth multipliers: 0 would build a model without channels or blocks."""
+
+
 def _sample_scaled(p: ParamFn) -> dict[str, Any]:
     return {"width": float(p("width")), "depth": float(p("depth"))}
 
@@ -64,6 +68,7 @@ register_family(
         params=("size", "width", "depth"),
         sample=lambda p: {"size": str(p("size")), **_sample_scaled(p)},
         build=_build_mobilenetv3,
+        bounds={"size": Bounds(str, choices=tuple(_MOBILENETV3_VARIANTS)), **SCALED_BOUNDS},
     )
 )
 register_family(
@@ -73,6 +78,7 @@ register_family(
         params=("width", "depth"),
         sample=_sample_scaled,
         build=_build_efficientnet,
+        bounds=SCALED_BOUNDS,
     )
 )
 register_family(
@@ -82,5 +88,6 @@ register_family(
         params=("variant",),
         sample=lambda p: {"variant": str(p("variant"))},
         build=_build_resnet,
+        bounds={"variant": Bounds(str)},
     )
 )

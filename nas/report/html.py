@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from nas._io import atomic_write_text
+from nas._io import atomic_write_text, read_json
 from nas.errors import ConfigError, StudyError
 from nas.hardware import Measurement
 from nas.search.hypervolume import hypervolume_history
@@ -161,7 +161,7 @@ def load_view(folder: Path) -> StudyView:
     folder = Path(folder)
     results, stopped = _read_trials(folder)
     final = (folder / "pareto.json").exists()
-    doc = json.loads((folder / "pareto.json").read_text()) if final else _provisional_doc(folder, results, stopped)
+    doc = read_json(folder / "pareto.json") if final else _provisional_doc(folder, results, stopped)
     members = {m["trial"] for m in doc["members"]}
     stored = {e["trial"]: e for e in doc.get("baselines", []) + doc["members"]}
     searched = {r.trial: r for r in results}

@@ -6,11 +6,11 @@ the test split stays an unbiased estimate of the chosen model, which it would no
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas._io import read_json
 from nas.errors import ConfigError, NasError, StudyError, unknown_name
 from nas.report.html import study_dir
 from nas.search.pareto import knee
@@ -203,4 +203,4 @@ def load_pareto(results: Path, study: str) -> dict[str, Any]:
     folder = study_dir(results, study)
     if not (folder / "pareto.json").exists():
         raise StudyError(f"study {study!r} has no pareto.json yet: it is written when `nas search` finishes")
-    return json.loads((folder / "pareto.json").read_text())
+    return read_json(folder / "pareto.json")

@@ -127,6 +127,8 @@ def prepare(config: SearchConfig) -> SearchRun:
         raise ConfigError(f"--trials must be at least 1, got {config.trials}")
     if config.epochs is not None and config.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {config.epochs}")
+    if config.max_latency_ms is not None and not config.max_latency_ms > 0:
+        raise ConfigError(f"--max-latency-ms must be above 0, got {config.max_latency_ms:g}")
     task = get_task(config.task)
     space = load_space(config.space or task.default_space)
     if space.task != task.name:

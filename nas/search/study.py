@@ -204,13 +204,13 @@ def fail_orphans(study: optuna.Study) -> list[int]:
     Only for a study that one process owns (the default local SQLite file): a trial still RUNNING when that
     process starts was left by a process that is gone (killed, or the machine restarted).
     """
-    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    orphans = study.get_trials(states=(TrialState.RUNNING,))  # copies: the retry must not inherit `failure`
     retry = retry_once()
     for trial in orphans:
         study._storage.set_trial_user_attr(trial._trial_id, "failure", "found running when the study resumed; "
                                            "the process that ran it is gone")
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        retry(study, study._storage.get_trial(trial._trial_id))
+        retry(study, trial)
     return [t.number for t in orphans]
 
 

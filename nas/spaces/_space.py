@@ -12,8 +12,9 @@ from pydantic import (
 )
 
 from nas import _yaml
-from nas.errors import ConfigError, did_you_mean
+from nas.errors import ConfigError, did_you_mean, shown
 from nas.models import get_family, list_families
+from nas.models._family import Bounds
 from nas.search.fidelity import Fidelity
 from nas.spec import CalibrationMethod, CompressionSpec, Precision, Spec, TrainingSpec
 
@@ -30,12 +31,14 @@ DRAWN_WHEN: dict[str, Callable[[dict[str, Any]], bool]] = {
     "alpha": lambda drawn: bool(drawn.get("distill")),
 }
 """Knobs that only matter given another, so the sampler never learns from values that had no effect."""
-COMPRESSION_CHOICES: dict[str, tuple[Any, ...]] = {
-    "quant": get_args(Precision), "calibration": get_args(CalibrationMethod), "distill": (False, True)}
-COMPRESSION_RANGES: dict[str, tuple[float, float, bool]] = {
-    # name: (low, high, high included)
-    "prune_ratio": (0.0, 1.0, False), "finetune_epochs": (0, 1000, True), "temperature": (0.1, 100.0, True),
-    "alpha": (0.0, 1.0, True)}
+INPUT_SIZE_BOUNDS = Bounds(int, 8, 4096)
+TRAINING_BOUNDS = {
+    "lr": Bounds(float, 0, 10, low_open=True), "weight_decay": Bounds(float, 0, 1), "epochs": Bounds(int, 1, 10_000),
+    "augment": Bounds(float, 0, 1), "batch_size": Bounds(int, 1, 65_536)}
+COMPRESSION_BOUNDS = {
+    "prune_ratio": Bounds(float, 0, 1, high_open=True), "finetune_epochs": Bounds(int, 0, 1000),
+    "distill": Bounds(bool), "temperature": Bounds(float, 0.1, 100), "alpha": Bounds(float, 0, 1),
+    "quant": Bounds(str, choices=get_args(Precision)), "calibration": Bounds(str, choices=get_args(CalibrationMethod))}
 
 
 class Distribution(BaseModel):
@@ -138,6 +141,19 @@ def _check_keys(where: str, given: dict[str, Any], allowed: tuple[str, ...], opt
         raise ValueError(f"{where}missing parameter(s) {', '.join(missing)}")
 
 
+def _check_bounds(where: str, param: Param, bounds: Bounds) -> None:
+    """Every value a parameter can take (a fixed value, each choice, both ends of a range) is within bounds."""
+    if isinstance(param, Distribution) and param.choices is None:
+        if not bounds.ranged:
+            raise ValueError(f"{where}a low/high range is not allowed; give {bounds.describe()}, or choices of them")
+        values: list[Any] = [param.low, param.high]
+    else:
+        values = list(param.choices) if isinstance(param, Distribution) else [param]  # type: ignore[arg-type]
+    for value in values:
+        if not bounds.allows(value):
+            raise ValueError(f"{where}{shown(value)} is not allowed; expected {bounds.describe()}")
+
+
 class SearchSpace(BaseModel):
     """One search_spaces/*.yaml file."""
 
@@ -155,18 +171,29 @@ class SearchSpace(BaseModel):
     """Multi-fidelity rungs (epochs) for this space's searches; flags override it, `--rungs none` turns it off."""
     path: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("input_size")
+    @classmethod
+    def _check_input_size(cls, input_size: Param) -> Param:
+        _check_bounds("", input_size, INPUT_SIZE_BOUNDS)
+        return input_size
+
     @field_validator("families")
     @classmethod
     def _check_families(cls, families: dict[str, dict[str, Param]]) -> dict[str, dict[str, Param]]:
         for name, params in families.items():
-            _check_family(name)
-            _check_keys(f"{name}: ", params, get_family(name).params, {})
+            family = get_family(_check_family(name))
+            _check_keys(f"{name}: ", params, family.params, {})
+            for key, param in params.items():
+                if key in family.bounds:
+                    _check_bounds(f"{name}.{key}: ", param, family.bounds[key])
         return families
 
     @field_validator("training")
     @classmethod
     def _check_training(cls, training: dict[str, Param]) -> dict[str, Param]:
         _check_keys("", training, TRAINING_PARAMS, TRAINING_DEFAULTS)
+        for key, param in training.items():
+            _check_bounds(f"{key}: ", param, TRAINING_BOUNDS[key])
         return training
 
     @field_validator("compression")
@@ -174,22 +201,7 @@ class SearchSpace(BaseModel):
     def _check_compression(cls, compression: dict[str, Param]) -> dict[str, Param]:
         _check_keys("", compression, COMPRESSION_PARAMS, COMPRESSION_DEFAULTS)
         for key, param in compression.items():
-            if isinstance(param, Distribution) and param.choices is None:
-                values: list[Any] = [param.low, param.high]
-            else:
-                values = param.choices if isinstance(param, Distribution) else [param]  # type: ignore[assignment]
-            if key in COMPRESSION_CHOICES:
-                allowed = COMPRESSION_CHOICES[key]
-                bad = [v for v in values if v not in allowed]
-                if bad or (isinstance(param, Distribution) and param.choices is None):
-                    raise ValueError(f"{key}: {bad[0] if bad else 'a range'!r} is not allowed; "
-                                     f"give one of, or choices from: {', '.join(map(str, allowed))}")
-            else:
-                low, high, closed = COMPRESSION_RANGES[key]
-                for v in values:
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < low or v > high \
-                            or (not closed and v >= high):
-                        raise ValueError(f"{key}: {v!r} is outside [{low:g}, {high:g}{']' if closed else ')'}")
+            _check_bounds(f"{key}: ", param, COMPRESSION_BOUNDS[key])
         return compression
 
     @model_validator(mode="after")

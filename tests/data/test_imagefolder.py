@@ -176,3 +176,35 @@ def test_split_missing_a_class_is_named(folder):
         f.unlink()
     with pytest.raises(DataError, match=r"valid: no images .* for class\(es\) NORMAL"):
         load_dataset(folder)
+
+
+def test_split_with_a_single_class_names_split_and_counts(folder):
+    """Issue 20: a split with one class is refused when the data is opened, with what it does hold."""
+    shutil.rmtree(folder / "test" / "NORMAL")
+    (folder / "test" / "NORMAL").mkdir()
+    with pytest.raises(DataError) as err:
+        load_dataset(folder)
+    assert str(err.value) == (f"{folder / 'test'}: no images (.bmp, .jpeg, .jpg, .png, .tif, .tiff) for class(es) "
+                              "NORMAL (found 2 PNEUMONIA); every split needs every class")
+
+
+def _claimed_size_png(path, width, height):
+    """A real 8x8 PNG whose header then claims `width` x `height` (the CRC fixed, so Pillow trusts it)."""
+    import struct
+    import zlib
+
+    Image.new("L", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    path.write_bytes(bytes(data))
+
+
+def test_decompression_bomb_png_is_a_named_data_error(folder):
+    """A PNG claiming 20000x20000 raised Pillow's DecompressionBombError through the reader (a traceback)."""
+    bad = folder / "train" / "NORMAL" / "bomb.png"
+    _claimed_size_png(bad, 20000, 20000)
+    with pytest.raises(DataError) as err:
+        load_dataset(folder).split("train")
+    assert str(bad) in str(err.value) and "remove or replace" in str(err.value)

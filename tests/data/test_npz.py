@@ -150,3 +150,43 @@ def test_npy_or_empty_file_is_a_data_error(tmp_path, content):
         path.write_bytes(b"")
     with pytest.raises(DataError, match=str(path)):
         load_dataset(path)
+
+
+# Issue 20: labels that used to be rewritten silently (7 and -1 counted as negatives, 0.5/1.5 read as one class)
+# are refused when the data is opened, naming the split, the count and example values.
+@pytest.mark.parametrize("labels, words", [
+    ({"val": np.array([0, 1, 7, -1, 1, 0])}, ["val split: 2 of 6 labels are not one of the classes 0, 1",
+                                                "(found -1, 7)"]),
+    ({"train": np.array([0.5, 1.5] * 6)}, ["train_labels: 12 of 12 labels are not integers", "e.g. 0.5, 1.5"]),
+    ({"test": np.array([0, 1, 1, 0, np.nan, 1])}, ["test_labels: 1 of 6 labels are not integers", "nan"]),
+    ({"val": np.array([0, 1, 1, 0, 1])}, ["val has 6 images but 5 labels"]),
+    ({"test": np.ones(6, int)}, ["the test split has a single class (1, all 6 labels)"]),
+    ({"val": np.zeros((6, 2), int)}, ["val_labels has shape (6, 2)"]),
+], ids=["outside-classes", "non-integer", "nan", "count-mismatch", "single-class-test", "two-columns"])
+def test_labels_are_never_rewritten(tmp_path, labels, words):
+    path = tmp_path / "bad-labels.npz"
+    _write_npz(path, labels=labels)
+    with pytest.raises(DataError) as err:
+        load_dataset(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ")
+    for word in words:
+        assert word in message
+
+
+def test_integral_float_labels_are_read_as_classes(tmp_path):
+    path = tmp_path / "float.npz"
+    _write_npz(path, labels={s: (np.arange(n) % 2).astype(np.float32) for s, n in zip(("train", "val", "test"),
+                                                                                     (12, 6, 6))})
+    np.testing.assert_array_equal(load_dataset(path).split("val").labels, np.arange(6) % 2)
+
+
+def test_a_text_file_is_not_an_npz(tmp_path):
+    """`--data README.md` used to print numpy's advice about allow_pickle."""
+    path = tmp_path / "README.md"
+    path.write_text("# nas\n\nA readme, given as --data by mistake.\n")
+    with pytest.raises(DataError) as err:
+        load_dataset(path)
+    assert str(err.value) == (f"{path}: cannot be read as an .npz archive (not a zip of .npy arrays); give a "
+                              "MedMNIST-style .npz or an image folder with train/ val/ test/")
+    assert "pickle" not in str(err.value)
