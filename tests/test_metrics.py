@@ -107,3 +107,45 @@ def test_bootstrap_interval_on_fixed_cases():
     small = bootstrap_ci(labels[::8], noise[::8], 0.5, resamples=500)
     assert small["auc"][1] - small["auc"][0] > ci["auc"][1] - ci["auc"][0]  # fewer cases, wider interval
     assert bootstrap_ci(labels, noise, 0.5, resamples=100) == bootstrap_ci(labels, noise, 0.5, resamples=100)
+
+
+def _sklearn_bootstrap(labels, scores, threshold, resamples, seed=0):
+    """The definition, one resample at a time with scikit-learn: cases drawn with replacement, resamples that lose a
+    class skipped, 2.5th and 97.5th percentiles."""
+    rng = np.random.default_rng(seed)
+    draws = {"auc": [], "accuracy": [], "sensitivity": [], "specificity": []}
+    for _ in range(resamples):
+        index = rng.integers(0, labels.size, labels.size)
+        y, s = labels[index], scores[index]
+        if y.all() or not y.any():
+            continue
+        tn, fp, fn, tp = confusion_matrix(y, (s >= threshold).astype(int), labels=[0, 1]).ravel()
+        for key, value in (("auc", roc_auc_score(y, s)), ("accuracy", (tp + tn) / y.size),
+                           ("sensitivity", tp / (tp + fn)), ("specificity", tn / (tn + fp))):
+            draws[key].append(value)
+    return {k: [np.percentile(v, 2.5), np.percentile(v, 97.5)] for k, v in draws.items()}
+
+
+@pytest.mark.parametrize("n, decimals", [(16, 1), (120, 2)])
+def test_bootstrap_matches_scikit_learn_resample_by_resample(n, decimals):
+    """Small and tied cases, where resamples lose the rare class and ties decide the AUC."""
+    from nas.metrics import bootstrap_ci
+
+    labels, scores = _random_case(3, n=n, decimals=decimals)
+    labels[:2] = [1, 0]  # both classes present
+    ours = bootstrap_ci(labels, scores, 0.5, resamples=60, seed=4)
+    reference = _sklearn_bootstrap(labels, scores, 0.5, resamples=60, seed=4)
+    for key, interval in reference.items():
+        assert ours[key] == pytest.approx(interval, abs=1e-12), key
+
+
+def test_bootstrap_keeps_an_interval_where_scipy_would_give_nan():
+    """20 cases with 2 positive: about one resample in eight has no positive case (the reason for not using
+    scipy.stats.bootstrap, whose percentile interval is then NaN)."""
+    from nas.metrics import bootstrap_ci
+
+    labels = np.array([1, 1] + [0] * 18)
+    scores = np.linspace(0, 1, 20)
+    ci = bootstrap_ci(labels, scores, 0.5, resamples=400)
+    assert all(np.isfinite(v).all() and 0 <= v[0] <= v[1] <= 1 for v in ci.values())
+    assert ci["auc"] == [0.0, 0.0]  # both positives score lowest: every defined resample ranks them last

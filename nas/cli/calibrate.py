@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from nas.cli._common import add_json_option, print_json
-from nas.hardware import load_profile
-from nas.hardware.estimate import estimate_points, fit_profile
+from nas.hardware import list_profiles, load_profile
+from nas.hardware._profile import HardwareProfile
+from nas.hardware.estimate import estimate_points, fit_profile, overhead_scale
 
 EXAMPLES = """examples:
+  nas calibrate                                  # every profile with a spec sheet
   nas calibrate --hardware jetson-orin-agx
   nas calibrate --hardware jetson-orin-nano --json
 """
@@ -19,34 +21,55 @@ def register(sub: argparse._SubParsersAction) -> None:
         "calibrate", help="fit and show a profile's latency estimate",
         description="Fit the latency estimate of a profile (used where its device cannot be reached) to the "
                     "published latencies in its calibration block, and print the fitted factors, each point's "
-                    "published and fitted latency, and the fit's error.",
+                    "published and fitted latency, the fit's error, and where the spec sheet and the latencies "
+                    "were published.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hardware", required=True, help="hardware profile: name, alias or YAML path")
+    p.add_argument("--hardware", help="hardware profile: name, alias or YAML path (default: every profile with a "
+                                      "spec sheet)")
     add_json_option(p)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    profile = load_profile(args.hardware)
+def calibration_document(profile: HardwareProfile) -> dict:
+    """The fit a profile's estimates use, its sources, and (for a borrowed fit) the points estimated on it."""
     fit = fit_profile(profile)
     borrowed = fit.profile != profile.name
-    here_ms = estimate_points(profile) if borrowed else None
+    return {"hardware": profile.name, "fit": fit.as_dict(), "spec_sheet_sources": profile.spec_sheet.sources,
+            "overhead_scale": overhead_scale(profile), "estimated_here_ms": estimate_points(profile) if borrowed
+            else None}
+
+
+def run(args: argparse.Namespace) -> int:
+    profiles = [load_profile(args.hardware)] if args.hardware else [
+        p for p in list_profiles() if p.spec_sheet is not None]
+    documents = [calibration_document(profile) for profile in profiles]
     if args.json:
-        print_json({"hardware": profile.name, "fit": fit.as_dict(), "estimated_here_ms": here_ms})
+        print_json(documents[0] if args.hardware else {"profiles": documents})
         return 0
-    print(f"{profile.name}: latency estimate fitted on {len(fit.points)} points of {fit.source}")
-    if borrowed:
-        print(f"  {profile.name} has no published latencies: these factors were fitted on {fit.profile}'s points "
-              f"and are applied with {profile.name}'s spec sheet (last column)")
-    print(f"  compute efficiency {fit.eff_compute:.3f} of peak, memory efficiency {fit.eff_memory:.3f} of "
-          f"bandwidth, overhead {fit.overhead_ms * 1e3:.2f} us per kernel\n")
-    here_header = f" {'est. ms on ' + profile.name:>28}" if borrowed else ""
+    for n, doc in enumerate(documents):
+        if n:
+            print()
+        _print(doc)
+    return 0
+
+
+def _print(doc: dict) -> None:
+    name, fit, here_ms = doc["hardware"], doc["fit"], doc["estimated_here_ms"]
+    print(f"{name}: latency estimate fitted on {len(fit['points'])} points of {fit['source']}")
+    for source in doc["spec_sheet_sources"]:
+        print(f"  spec sheet: {source}")
+    if here_ms is not None:
+        print(f"  {name} has no published latencies: these factors were fitted on {fit['profile']}'s points "
+              f"and are applied with {name}'s spec sheet (last column), the per-kernel overhead scaled "
+              f"x{doc['overhead_scale']:.2f} for its GPU clock")
+    print(f"  compute efficiency {fit['eff_compute']:.3f} of peak, memory efficiency {fit['eff_memory']:.3f} of "
+          f"bandwidth, overhead {fit['overhead_ms'] * 1e3:.2f} us per kernel\n")
+    here_header = f" {'est. ms on ' + name:>28}" if here_ms is not None else ""
     print(f"{'model':<24} {'input':<12} {'precision':<9} {'published ms':>12} {'fitted ms':>10} {'error':>8}"
           f"{here_header}")
-    for p, ms_here in zip(fit.points, here_ms or [None] * len(fit.points)):
-        shape = f"{p.in_channels}x{p.input_size}x{p.input_size}"
+    for p, ms_here in zip(fit["points"], here_ms or [None] * len(fit["points"])):
+        shape = f"{p['in_channels']}x{p['input_size']}x{p['input_size']}"
         here = f" {ms_here:>28.3f}" if ms_here is not None else ""
-        print(f"{p.model:<24} {shape:<12} {p.precision:<9} {p.published_ms:>12.3f} {p.fitted_ms:>10.3f} "
-              f"{p.relative_error:>+8.1%}{here}")
-    print(f"\nfit error: max {fit.max_relative_error:.1%}, RMS {fit.rms_relative_error:.1%}")
-    return 0
+        print(f"{p['model']:<24} {shape:<12} {p['precision']:<9} {p['published_ms']:>12.3f} {p['fitted_ms']:>10.3f} "
+              f"{p['relative_error']:>+8.1%}{here}")
+    print(f"\nfit error: max {fit['max_relative_error']:.1%}, RMS {fit['rms_relative_error']:.1%}")

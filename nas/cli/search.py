@@ -99,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
     name = run_.study.study_name
     storage = storage_url(args.storage, Path(args.results), name)
     err(f"study {name!r} ({'new' if run_.created else 'resumed'}), storage {storage}")
+    from nas.data._dataset import leakage
+
+    shared = ", ".join(f"{pair} {n}" for pair, n in leakage(run_.context.dataset).items() if n)
+    if shared:
+        err(f"warning: leakage: {run_.context.dataset.path} has identical images in two splits ({shared}); "
+            "validation and test figures on them are optimistic")
     target = run_.context.target
     if target.how != "local":
         err(f"latencies: {target.how} ({target.device}), {target.runtime}, precisions {', '.join(target.precisions)}"

@@ -42,7 +42,7 @@ class Budgets(BaseModel):
 
 
 class SpecSheet(BaseModel):
-    """Published figures of the target, the latency estimate's starting point (sources in the YAML's comments)."""
+    """Published figures of the target, the latency estimate's starting point, and where they are published."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,6 +53,7 @@ class SpecSheet(BaseModel):
     sm_count: int | None = Field(default=None, ge=1)
     gpu_clock_mhz: float | None = Field(default=None, gt=0)
     memory_gb: float | None = Field(default=None, gt=0)
+    sources: list[str] = Field(default_factory=list, description="the documents the figures above are taken from")
 
 
 class PublishedLatency(BaseModel):

@@ -130,6 +130,8 @@ def test_int8_export_is_quantized_verified_and_measured(finished, tmp_path):
     cwd, proc = finished
     member = json.loads(proc.stdout)["members"][0]
     out = tmp_path / "int8"
+    # 0.05, not the product's 0.01, which these models do not reliably meet (measured: a 1-epoch model 0.7819 ->
+    # 0.7710, a 3-epoch one 0.9835 -> 0.9304); tests/clinical/test_int8_default.py checks how the default is enforced.
     exported = run_nas("export", "--study", "e2e", "--trial", str(member["trial"]), "--out", str(out),
                        "--format", "int8", "--max-auc-drop", "0.05", "--json", cwd=cwd)
     assert exported.returncode == 0, exported.stderr

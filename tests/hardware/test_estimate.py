@@ -16,9 +16,11 @@ from nas.export import to_onnx
 from nas.hardware import create_backend, load_profile
 from nas.hardware.estimate import cache_dir, estimate_ms, fit_profile, graph_features
 
-MAX_FIT_ERROR = 0.35
-AGX = "jetson-orin-agx"
-JETSONS = ("jetson-orin-agx", "jetson-orin-nx", "jetson-orin-nano")
+# Measured (`nas calibrate`): the AGX Orin's fit is within 4.6% of its four published points, the Orin Nano's
+# within 5.3% (RMS 3.5% and 4.3%); the bounds leave room for timm's exports to shift a kernel, no more.
+MAX_FIT_ERROR = {"jetson-orin-agx": 0.05, "jetson-orin-nano": 0.06}
+AGX, NANO, NX = "jetson-orin-agx", "jetson-orin-nano", "jetson-orin-nx"
+JETSONS = (AGX, NX, NANO)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def agx_fit():
 
 def test_agx_fit_reproduces_published_points(agx_fit, onnx_224):
     assert agx_fit.profile == AGX and len(agx_fit.points) == 4
-    assert agx_fit.max_relative_error < MAX_FIT_ERROR
+    assert agx_fit.max_relative_error < MAX_FIT_ERROR[AGX]
     assert agx_fit.rms_relative_error <= agx_fit.max_relative_error
     assert 0 < agx_fit.eff_compute <= 1 and agx_fit.eff_memory > 0 and agx_fit.overhead_ms > 0
     for point in agx_fit.points:
@@ -105,7 +107,7 @@ def test_estimated_measurement_says_it_is_an_estimate(name, onnx_224):
     assert (m.method, m.backend) == ("estimated", "estimate")
     assert m.device == f"{profile.description} (estimated)"
     assert "nas estimate (fit on 4 points of netspresso-trainer" in m.runtime_version
-    assert (name == AGX) == ("efficiencies of jetson-orin-agx" not in m.runtime_version)
+    assert (name == NX) == ("efficiencies of jetson-orin-nano, overhead x0.68 for the GPU clock" in m.runtime_version)
     assert m.p50_ms == m.p95_ms == m.p99_ms == m.mean_ms > 0 and m.runs == 0 and m.cv == 0
     assert m.p50_ms == pytest.approx(estimate_ms(onnx_224["resnet18"], profile, "fp16"))
     assert (m.batch, m.throughput_batch, m.precision, m.threads) == (1, 8, "fp16", None)
@@ -141,10 +143,11 @@ def test_jetson_profiles_load_and_the_alias_names_the_agx():
         assert profile.precisions == ["fp32", "fp16", "int8"] and profile.channel_multiple == 8
         assert profile.protocol.min_runs == 100 and profile.protocol.min_seconds == 3.0
     agx, nx, nano = profiles
-    assert agx.calibration is not None and (nx.calibration_from, nano.calibration_from) == (AGX, AGX)
+    assert agx.calibration is not None and nano.calibration is not None and nx.calibration_from == NANO
     for field in ("fp16_tflops", "int8_tops", "memory_bandwidth_gbs"):
         assert getattr(agx.spec_sheet, field) > getattr(nx.spec_sheet, field) > getattr(nano.spec_sheet, field)
-    assert fit_profile(nx) == fit_profile(nano) == fit_profile(agx)
+    assert fit_profile(nx) == fit_profile(nano) != fit_profile(agx)
+    assert all(profile.spec_sheet.sources for profile in profiles)  # every figure says where it was published
 
 
 def test_calibrate_prints_one_json_document(agx_fit, capsys):
@@ -163,7 +166,37 @@ def test_calibrate_prints_one_json_document(agx_fit, capsys):
 def test_calibrate_table_for_a_borrowed_fit(capsys):
     from nas.cli import calibrate
 
-    assert calibrate.run(argparse.Namespace(hardware="jetson-orin-nano", json=False)) == 0
+    assert calibrate.run(argparse.Namespace(hardware=NX, json=False)) == 0
     out = capsys.readouterr().out
-    assert "fitted on jetson-orin-agx's points" in out
-    assert "resnet50" in out and "fit error: max" in out
+    assert "fitted on jetson-orin-nano's points" in out and "overhead scaled x0.68 for its GPU clock" in out
+    assert "resnet50" in out and "fit error: max" in out and "spec sheet: CUDA deviceQuery on an Orin NX" in out
+
+
+def test_calibrate_reports_every_profile_with_a_spec_sheet_and_its_sources(capsys):
+    from nas.cli import calibrate
+
+    assert calibrate.run(argparse.Namespace(hardware=None, json=True)) == 0
+    documents = {d["hardware"]: d for d in json.loads(capsys.readouterr().out)["profiles"]}
+    assert set(JETSONS) <= set(documents)
+    for name in JETSONS:
+        assert documents[name]["spec_sheet_sources"] and "netspresso-trainer" in documents[name]["fit"]["source"]
+    assert documents[NANO]["fit"]["profile"] == NANO and documents[NANO]["estimated_here_ms"] is None
+    assert documents[NX]["overhead_scale"] == pytest.approx(625 / 918)
+
+
+def test_nano_fit_reproduces_its_published_points_and_their_order():
+    """Before the Nano had its own points, the AGX fit put all four at 43-59% of the published time and ranked
+    MobileNetV3-Large (2.51 ms) faster than ResNet-18 (2.00 ms)."""
+    fit = fit_profile(load_profile(NANO))
+    assert fit.profile == NANO and fit.max_relative_error < MAX_FIT_ERROR[NANO]
+    by_published = sorted(fit.points, key=lambda p: p.published_ms)
+    assert [p.model for p in by_published] == ["mobilenetv3_small_100", "resnet18", "mobilenetv3_large_100", "resnet50"]
+    assert [p.fitted_ms for p in by_published] == sorted(p.fitted_ms for p in fit.points)
+
+
+def test_per_kernel_overhead_is_near_constant_in_gpu_cycles_not_in_time():
+    """The evidence for scaling a borrowed fit's overhead by clock: each module's own fit."""
+    agx, nano = load_profile(AGX), load_profile(NANO)
+    cycles = [fit_profile(p).overhead_ms * 1e3 * p.spec_sheet.gpu_clock_mhz for p in (agx, nano)]
+    assert cycles[0] == pytest.approx(cycles[1], rel=0.2)
+    assert fit_profile(nano).overhead_ms > 1.5 * fit_profile(agx).overhead_ms
