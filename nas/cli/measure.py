@@ -1,4 +1,5 @@
-"""`nas measure MODEL.onnx --hardware P`: one model's latency record, measured (here or on an agent) or estimated."""
+"""`nas measure MODEL.onnx --hardware P`: one model's latency record on every runtime the profile lists, measured
+(here or on an agent) or estimated."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import onnx
 from nas.cli._common import add_device_options, add_json_option, print_json
 from nas.errors import ConfigError
 from nas.hardware import load_profile, open_target
+from nas.hardware.runtime_choice import deployable_runtimes, runtime_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--device-token-file token\n  nas measure model.onnx --hardware jetson-orin-nano --allow-estimate")
     p.add_argument("model", type=Path, help="an ONNX file with one image input (N, C, H, W); N may be dynamic")
     p.add_argument("--hardware", default="cpu", help="hardware profile name or YAML path (see `nas profiles`)")
-    p.add_argument("--precision", help="fp32, fp16 or int8 (default: the profile's first); an int8 model is a QDQ file")
+    p.add_argument("--precision", help="fp32, fp16 or int8 (default: int8 for a quantized (QDQ) file, else the "
+                                       "profile's first)")
     p.add_argument("--batch", type=int, help="batch size (default: the profile's)")
     add_device_options(p)
     add_json_option(p)
@@ -43,31 +46,45 @@ def input_shape(path: Path) -> tuple[int, ...]:
     return tuple(dims)
 
 
+def file_precision(path: Path) -> str | None:
+    """int8 for a quantized ONNX file (QuantizeLinear/DequantizeLinear nodes), else None: the file does not say."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return "int8" if any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in graph.node) \
+        else None
+
+
 def run(args: argparse.Namespace) -> int:
     profile = load_profile(args.hardware)
     if args.batch is not None:
         if args.batch < 1:
             raise ConfigError(f"--batch must be at least 1, got {args.batch}")
         profile = profile.model_copy(update={"batch": args.batch})
-    precision = args.precision or profile.precisions[0]
+    shape = input_shape(args.model)
+    precision = args.precision or file_precision(args.model) or profile.precisions[0]
     if precision not in profile.precisions:
         raise ConfigError(f"--precision {precision} is not one of profile {profile.name!r}'s precisions: "
                           f"{', '.join(profile.precisions)}")
-    shape = input_shape(args.model)
     target = open_target(profile, device_url=args.device_url, token_file=args.device_token_file,
                          ca_file=args.device_ca_file, allow_estimate=args.allow_estimate, any_device=args.any_device)
     if target.needs_model:
         raise ConfigError(f"profile {profile.name!r} times the PyTorch model ({profile.backend}), not an ONNX file; "
                           "measure a trial through nas search / nas export, or use an ONNX profile")
-    m = target.measure(args.model, precision, shape)  # type: ignore[arg-type]
+    runs = [runtime_target(target, runtime).measure(args.model, precision, shape)  # type: ignore[arg-type]
+            for runtime in deployable_runtimes(target)]
+    fastest = min(runs, key=lambda m: m.p50_ms)
     if args.json:
         print_json({"model": str(args.model), "hardware": profile.name, "input_shape": list(shape),
-                    "measurement": m.model_dump()})
+                    "measurement": runs[0].model_dump(), "runtimes": [m.model_dump() for m in runs],
+                    "fastest": fastest.backend})
         return 0
-    label = " (ESTIMATED)" if m.method == "estimated" else ""
-    print(f"{args.model}: p50 {m.p50_ms:.3f} ms, p95 {m.p95_ms:.3f} ms, p99 {m.p99_ms:.3f} ms{label}")
-    print(f"  {m.backend} ({m.runtime_version}), {m.precision}, batch {m.batch}, {m.method} on {m.device}")
-    if m.throughput_ips:
-        print(f"  throughput {m.throughput_ips:.0f} images/s at batch {m.throughput_batch}; cv {m.cv:.3f}, "
-              f"{m.runs} runs")
+    for m in runs:
+        label = " (ESTIMATED)" if m.method == "estimated" else ""
+        disturbed = f"; DISTURBED: {m.disturbance.reason}" if m.disturbance and m.disturbance.gave_up else ""
+        print(f"{args.model}: p50 {m.p50_ms:.3f} ms, p95 {m.p95_ms:.3f} ms, p99 {m.p99_ms:.3f} ms{label}")
+        print(f"  {m.backend} ({m.runtime_version}), {m.precision}, batch {m.batch}, {m.method} on {m.device}")
+        if m.throughput_ips:
+            print(f"  throughput {m.throughput_ips:.0f} images/s at batch {m.throughput_batch}; cv {m.cv:.3f}, "
+                  f"{m.runs} runs, {m.attempts} timing(s){disturbed}")
+    if len(runs) > 1:
+        print(f"fastest: {fastest.backend} (p50 {fastest.p50_ms:.3f} ms)")
     return 0

@@ -1,4 +1,5 @@
-"""INT8 post-training static quantization with onnxruntime.quantization (QDQ, per-channel weights).
+"""INT8 post-training static quantization: onnxruntime.quantization (QDQ, per-channel weights) for ONNX Runtime,
+NNCF for OpenVINO.
 
 The float ONNX is pre-processed by ONNX Runtime (shape inference, graph optimisation), then activations are
 calibrated on a fixed number of training images: the scales only have to cover what the model will see.
@@ -51,4 +52,26 @@ def quantize_int8(float_onnx: Path, out: Path, calibration: np.ndarray, *, input
                 )
     except Exception as exc:  # onnxruntime.quantization raises many types for one model that cannot be quantized
         raise TrialError(f"INT8 quantization of {float_onnx} failed: {type(exc).__name__}: {exc}") from exc
+    return out
+
+
+def quantize_int8_openvino(float_onnx: Path, out: Path, calibration: np.ndarray) -> Path:
+    """Write OpenVINO's INT8 IR (`out` .xml beside its .bin) of `float_onnx`, through NNCF's post-training
+    quantization (OpenVINO's own tooling) on the same calibration inputs as `quantize_int8`."""
+    import nncf
+    import openvino as ov
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    images = calibration[:CALIBRATION_IMAGES]
+    batches = [images[i:i + 1] for i in range(len(images))]  # OpenVINO's model takes the batch it was traced at
+    try:
+        model = ov.Core().read_model(str(float_onnx))
+        model.reshape({model.inputs[0]: [1, *images.shape[1:]]})
+        # NNCF draws progress bars on stdout, which belongs to --json output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
+        quantized.reshape({quantized.inputs[0]: [-1, *images.shape[1:]]})  # any batch, as the ONNX file
+        ov.save_model(quantized, str(out), compress_to_fp16=False)
+    except Exception as exc:  # NNCF and OpenVINO raise many types for one model that cannot be quantized
+        raise TrialError(f"OpenVINO INT8 quantization of {float_onnx} failed: {type(exc).__name__}: {exc}") from exc
     return out

@@ -7,6 +7,7 @@ from nas.hardware._target import Target, open_target
 
 # Backends are imported explicitly so a missing one fails loudly.
 from nas.hardware import onnxruntime_cpu as _onnxruntime_cpu  # noqa: E402,F401
+from nas.hardware import openvino_cpu as _openvino_cpu  # noqa: E402,F401
 from nas.hardware import tensorrt_backend as _tensorrt  # noqa: E402,F401
 from nas.hardware import torch_cuda as _torch_cuda  # noqa: E402,F401
 from nas.hardware import estimate as _estimate  # noqa: E402,F401

@@ -15,6 +15,28 @@ from nas.spec import Precision
 Method = Literal["measured", "remote", "estimated"]
 
 
+class Disturbance(BaseModel):
+    """How much other work disturbed a timing (nas.hardware.disturbance), and what was done about it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reference_ms: tuple[float, float]
+    """The reference kernel's median just before and just after the timed runs."""
+    quiet_reference_ms: float
+    """The fastest this machine has run the reference kernel with the same threads."""
+    slowdown: float
+    spread: float
+    """p95 / p50 of the timed runs."""
+    load_avg: float
+    disturbed: bool
+    reason: str | None = None
+    retakes: int = 0
+    waited_s: float = 0.0
+    """Time spent waiting for the machine to quiet before retaking."""
+    gave_up: bool = False
+    """Still disturbed after the bounded wait and retakes: the trial goes on with this label, judged on p50."""
+
+
 class Measurement(BaseModel):
     """Latency percentiles at `batch`, throughput at `throughput_batch`, and provenance."""
 
@@ -48,11 +70,18 @@ class Measurement(BaseModel):
     """Time to build the runtime's engine first, where there is one (TensorRT)."""
     reused_from: str | None = None
     """Set when this record was not timed now but reused from the measurement cache: where and when it was."""
+    disturbance: Disturbance | None = None
+    """Local CPU timings: how disturbed the kept timing was; None where it is not assessed (GPU, remote)."""
 
     @property
     def stable(self) -> bool:
         """Undisturbed: the 95th percentile within twice the median."""
         return self.p95_ms <= 2 * self.p50_ms
+
+    @property
+    def disturbed(self) -> bool:
+        """Other work disturbed this timing: by its assessment where there is one, else by its spread."""
+        return self.disturbance.disturbed if self.disturbance is not None else not self.stable
 
     def short(self) -> str:
         return f"p50 {self.p50_ms:.3f} ms, p95 {self.p95_ms:.3f} ms ({self.backend}, {self.precision}, b{self.batch})"

@@ -25,6 +25,9 @@ class Protocol(BaseModel):
     throughput_min_runs: int = Field(default=10, ge=1)
     throughput_min_seconds: float = Field(default=0.5, ge=0)
     percentiles: list[int] = Field(default=[50, 95, 99])
+    max_attempts: int = Field(default=3, ge=1, description="timings of one model, counting retakes when disturbed")
+    quiet_wait_s: float = Field(default=5.0, ge=0,
+                                description="the most one measurement waits, in all, for a disturbed machine to quiet")
 
     @field_validator("percentiles")
     @classmethod
@@ -86,6 +89,9 @@ class HardwareProfile(BaseModel):
     description: str
     backend: str
     """The runtime that measures: onnxruntime (CPU), torch-cuda, tensorrt."""
+    runtimes: list[str] = Field(default_factory=list, description=(
+        "the runtimes a candidate may deploy with, each timed in phase 1 and the fastest chosen "
+        "(settled point 19); empty: the backend alone"))
     device_kind: DeviceKind = "cpu"
     device_match: str | None = Field(
         default=None, description="case-insensitive text the measuring device's name must contain (None: any)")
@@ -118,6 +124,20 @@ class HardwareProfile(BaseModel):
         if value not in BACKENDS:
             raise ValueError(f"unknown backend {value!r}; registered backends: {', '.join(BACKENDS.names())}")
         return value
+
+    @field_validator("runtimes")
+    @classmethod
+    def _registered_runtimes(cls, value: list[str]) -> list[str]:
+        for name in value:
+            cls._registered_backend(name)
+        return value
+
+    @model_validator(mode="after")
+    def _backend_first(self) -> HardwareProfile:
+        """The backend is the first runtime: what measures when only one can (a remote agent, `nas measure`)."""
+        runtimes = [self.backend, *(r for r in self.runtimes if r != self.backend)]
+        object.__setattr__(self, "runtimes", runtimes)
+        return self
 
 
 def load_profile(name_or_path: str) -> HardwareProfile:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,7 +25,11 @@ SHAPE_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
 
 def graph_digest(onnx_path: Path) -> str:
     """SHA-256 of the ONNX graph without its weight values: equal for two exports of one architecture (and one
-    precision) whatever their training or calibration."""
+    precision) whatever their training or calibration. An OpenVINO IR keeps its graph in the .xml and its values
+    in the .bin, so the .xml is the digest, without the names OpenVINO numbers from a per-process counter."""
+    if Path(onnx_path).suffix == ".xml":
+        graph = re.sub(rb' name="[^"]*"', b"", Path(onnx_path).read_bytes())
+        return hashlib.sha256(graph).hexdigest()
     model = onnx.load(str(onnx_path), load_external_data=False)
     for tensor in model.graph.initializer:
         if tensor.data_type not in SHAPE_TYPES:

@@ -59,6 +59,10 @@ def _runtimes() -> dict[str, str]:
         found["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    from nas.hardware.openvino_cpu import openvino_version
+
+    if openvino_version():
+        found["openvino"] = openvino_version()  # type: ignore[assignment]
     try:
         import torch
 

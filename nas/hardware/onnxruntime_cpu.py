@@ -1,4 +1,5 @@
-"""ONNX Runtime on the local CPU: the `cpu` profile's backend."""
+"""ONNX Runtime on the local CPU: the `cpu` profile's first backend, and the timing every local CPU runtime
+shares (nas.hardware._timer, in a fresh process, bracketed by the disturbance reference kernel)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import tempfile
 from contextlib import contextmanager
 from collections.abc import Iterator
@@ -20,12 +20,12 @@ from nas.errors import TrialError
 from nas.hardware._backend import BACKENDS, LatencyBackend
 from nas.hardware._measurement import Measurement, cpu_name, summarize
 from nas.hardware._profile import HardwareProfile
+from nas.hardware.disturbance import assess, measure_undisturbed, quiet_reference, reference_onnx
 from nas.spec import Precision
 
 CPU_PRECISIONS = ("fp32", "int8")
-# A run whose tail is far from its median was disturbed (another process took the cores); it is timed again, up to
-# this many times, and the quietest attempt is kept, as timeit keeps the best of its repeats.
-MAX_ATTEMPTS = 3
+TIMER = str(Path(__file__).with_name("_timer.py"))
+"""Run as a script (-P: its folder not on sys.path) so the timing process does not import torch."""
 
 
 @contextmanager
@@ -45,9 +45,12 @@ def available_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class OnnxRuntimeCPU(LatencyBackend):
-    name = "onnxruntime"
+class LocalCPUBackend(LatencyBackend):
+    """A CPU runtime timed by nas.hardware._timer: same protocol, threads, input and provenance for each."""
+
     precisions = CPU_PRECISIONS
+    label: str
+    """The runtime's name in error messages."""
 
     def measure(
         self, onnx_path: Path, *, profile: HardwareProfile, precision: Precision, input_shape: tuple[int, ...],
@@ -56,39 +59,50 @@ class OnnxRuntimeCPU(LatencyBackend):
         self.check_precision(profile, precision)
         threads = profile.threads or available_threads()
         request = {
-            "onnx": str(onnx_path), "input_shape": list(input_shape), "batch": profile.batch,
+            "runtime": self.name, "model": str(onnx_path), "input_shape": list(input_shape), "batch": profile.batch,
             "throughput_batch": profile.throughput_batch, "threads": threads,
-            "protocol": profile.protocol.model_dump(),
+            "protocol": profile.protocol.model_dump(), "reference": reference_onnx(),
         }
         device = cpu_name()
-        attempts: list[Measurement] = []
         with device_lock(device):
-            while True:
-                attempts.append(self._time_once(onnx_path, request, device, precision, profile, threads))
-                if attempts[-1].stable or len(attempts) == MAX_ATTEMPTS:
-                    break
-                time.sleep(1.0)  # let whatever disturbed the run pass
-        quietest = min(attempts, key=lambda m: m.p95_ms / m.p50_ms)
-        return quietest.model_copy(update={"attempts": len(attempts)})
+            return measure_undisturbed(
+                lambda: self._time_once(onnx_path, request, device, precision, profile, threads), threads=threads,
+                max_attempts=profile.protocol.max_attempts, quiet_wait_s=profile.protocol.quiet_wait_s)
 
     def _time_once(self, onnx_path: Path, request: dict, device: str, precision: Precision,
                    profile: HardwareProfile, threads: int) -> Measurement:
         proc = subprocess.run(
-            [sys.executable, "-m", "nas.hardware._ort_timer"], input=json.dumps(request),
+            [sys.executable, "-P", TIMER], input=json.dumps(request),
             capture_output=True, text=True, check=False,
             start_new_session=True,  # a terminal's Ctrl-C reaches the search, which stops after this timing
         )
         if proc.returncode != 0:
-            raise TrialError(f"ONNX Runtime could not run {onnx_path}: {_final_exception(proc.stderr)}")
+            raise TrialError(f"{self.label} could not run {onnx_path}: {_final_exception(proc.stderr)}")
         result = json.loads(proc.stdout)
+        stats = summarize(np.asarray(result["times_ms"]))
+        before, after = result["reference_ms"]
+        quiet = quiet_reference(device, threads, min(before, after))
         return Measurement(
-            **summarize(np.asarray(result["times_ms"])),
+            **stats,
             seconds=result["seconds"], throughput_ips=result["throughput_ips"],
             throughput_batch=result["throughput_batch"], peak_memory_mb=result["peak_memory_mb"],
-            model_bytes=Path(onnx_path).stat().st_size, backend=self.name,
-            runtime_version=f"onnxruntime {result['runtime_version']}", device=device, precision=precision,
+            model_bytes=_artifact_bytes(Path(onnx_path)), backend=self.name,
+            runtime_version=result["runtime_version"], device=device, precision=precision,
             batch=profile.batch, threads=threads, method="measured", load_avg=result["load_avg"],
+            disturbance=assess((before, after), quiet or min(before, after), stats["p50_ms"], stats["p95_ms"],
+                               result["load_avg"]),
         )
+
+
+class OnnxRuntimeCPU(LocalCPUBackend):
+    name = "onnxruntime"
+    label = "ONNX Runtime"
+
+
+def _artifact_bytes(path: Path) -> int:
+    """An ONNX file's size, or an OpenVINO IR's graph and weights together."""
+    weights = path.with_suffix(".bin")
+    return path.stat().st_size + (weights.stat().st_size if path.suffix == ".xml" and weights.exists() else 0)
 
 
 def _final_exception(stderr: str) -> str:

@@ -14,6 +14,8 @@ from optuna.trial import TrialState
 from nas._io import write_json
 from nas.compress import load_model
 from nas.hardware import Measurement
+from nas.hardware.runtime_choice import runtime_target
+from nas.search.feasibility import explain_infeasible, remeasure
 from nas.search.objectives import resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
@@ -48,18 +50,28 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     directions = [o.direction for o in objectives]
     results = completed_results(run)
     candidates = [r for r in results if feasible(run, r)]
+    infeasible = None if candidates else explain_infeasible(results, lambda r: constraint_values(settings, r))
+    candidates = candidates or results  # none feasible: the unconstrained front, labelled (settled point 20)
     front = [r for r, on in zip(candidates, non_dominated([[o.value(r) for o in objectives] for r in candidates],
                                                           directions) if candidates else []) if on]
     baselines = [r for r in results if r.spec.baseline]
     candidates_to_remeasure = {r.trial: r for r in front + baselines}
 
+    if infeasible:
+        say(infeasible["message"])
     say(f"re-measuring {len(candidates_to_remeasure)} model(s) on {ctx.profile.name} in one session ...")
     remeasured: dict[int, Measurement] = {}
+    retakes: dict[int, str] = {}
     for number, r in sorted(candidates_to_remeasure.items()):
         folder = ctx.trial_dir(number)
         model = load_model(r.spec, folder / "model.pt") if ctx.target.needs_model else None
-        remeasured[number] = ctx.target.measure(folder / DEPLOYED_ONNX, r.spec.compression.quant, r.spec.input_shape,
-                                                model)
+        target = runtime_target(ctx.target, r.runtime_choice.runtime) if r.runtime_choice else ctx.target
+        remeasured[number], note = remeasure(lambda: target.measure(
+            folder / DEPLOYED_ONNX, r.spec.compression.quant, r.spec.input_shape, model), r.measurement,
+            settings.max_latency_ms)
+        if note:
+            retakes[number] = note
+            say(f"trial {number}: {note}")
         write_json(ctx.trial_dir(number) / "remeasured.json", remeasured[number].model_dump())
     final = [r.model_copy(update={"measurement": remeasured[r.trial]}) for r in front]
     still = non_dominated([[o.value(r) for o in objectives] for r in final], directions) if final else []
@@ -80,7 +92,8 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
             "latency": m.model_dump(), "latency_during_search": {"p50_ms": r.measurement.p50_ms,
                                                                  "p95_ms": r.measurement.p95_ms},
             "objectives": {o.name: o.value(r.model_copy(update={"measurement": m})) for o in objectives},
-            "compression": compression_effect(r), "flags": r.flags,
+            "compression": compression_effect(r), "flags": r.flags + ([retakes[r.trial]] if r.trial in retakes else []),
+            "runtime_choice": r.runtime_choice.model_dump(mode="json") if r.runtime_choice else None,
             "artifacts": {"onnx": str(ctx.trial_dir(r.trial) / "model.onnx"),
                           "weights": str(ctx.trial_dir(r.trial) / "model.pt")},
         }
@@ -97,7 +110,9 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
         "members": [entry(r) for r in members],
         "baselines": [entry(r) for r in baselines],
         "knee_trial": knee_trial,
+        "no_feasible_trial": infeasible,
         "remeasured": {"members_before": len(front), "members_after": len(members), "dropped": dropped,
+                       "retaken": retakes,
                        "note": "front members were measured again in one session; dominance uses those numbers"},
         "trials": {state: states.count(state) for state in sorted(set(states))},
         "data": ctx.dataset.describe(),

@@ -161,7 +161,7 @@ def run_nodule_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     write_json(out / PIPELINE_FILE, spec.model_dump(mode="json"))
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     deployed_shapes = build_model(classify_spec)
-    by_precision = measure_precisions(ctx, deployed_shapes, classify_spec, out / CLASSIFY_DIR)
+    by_precision = measure_precisions(ctx, deployed_shapes, classify_spec, out / CLASSIFY_DIR).by_precision
     screen_m = _measure_screen(ctx, screen_model, spec.screen, out / SCREEN_DIR)
     measurement, latency, batches = _scan_time(data, spec, screen_m, by_precision[quant], spec.candidates)
     seconds["measure"] = time.monotonic() - started

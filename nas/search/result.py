@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from nas.hardware import Measurement
+from nas.hardware.runtime_choice import RuntimeChoice
 from nas.spec import Spec
 
 Metrics = dict[str, float | dict[str, float]]
@@ -63,7 +64,9 @@ class TrialResult(BaseModel):
     float_metrics: dict[str, Metrics] = {}
     """Of the float model before quantization, so each compression step's cost is visible."""
     latency_by_precision: dict[str, Measurement] = {}
-    """Every precision measured for this candidate (fp32 beside a quantized one)."""
+    """Every precision measured for this candidate (fp32 beside a quantized one), on the chosen runtime."""
+    runtime_choice: RuntimeChoice | None = None
+    """Every runtime x precision timed in phase 1 and the runtime the candidate ships with (settled point 19)."""
     teacher: str | None = None
     flags: list[str] = []
     """Things a user choosing this model should know (INT8 not faster, distillation without a teacher)."""

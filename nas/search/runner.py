@@ -25,6 +25,7 @@ from nas.errors import ConfigError, StudyError
 from nas.hardware import load_profile, open_target
 from nas.hardware.cache import MeasurementCache
 from nas.hardware.onnxruntime_cpu import available_threads
+from nas.search.feasibility import budget_latency_ms
 from nas.search.objectives import resolve_objectives
 from nas.search.study import (
     ENVIRONMENT_ATTR, GRACE_PERIOD_S, RUN_ATTR, StudySettings, budget_state, count_trials, create_or_resume,
@@ -390,7 +391,7 @@ def constraint_values(settings: StudySettings, result: TrialResult) -> dict[str,
     effective one (--max-latency-ms, else the profile's), as stored in the study's settings."""
     values = {}
     if settings.max_latency_ms is not None:
-        values["max_latency_ms"] = result.measurement.p95_ms - settings.max_latency_ms
+        values["max_latency_ms"] = budget_latency_ms(result.measurement) - settings.max_latency_ms
     if settings.min_sensitivity is not None:
         values["min_sensitivity"] = settings.min_sensitivity - result.metrics["val"]["sensitivity"]
     return values

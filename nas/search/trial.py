@@ -23,8 +23,10 @@ from nas.errors import TrialError
 from nas.export import Predictor, check_parity, half_precision_predictor, to_onnx, torch_predictor
 from nas.hardware import HardwareProfile, Measurement, Target
 from nas.hardware.cache import MeasurementCache
+from nas.hardware.runtime_choice import RuntimeChoice, int8_artifact, measure_runtimes, measure_with
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
+from nas.search.feasibility import budget_basis, budget_latency_ms
 from nas.search.fidelity import BRACKET_ATTR, RUNGS_ATTR, Fidelity, promotion, rung_competitors
 from nas.search.objectives import Objective
 from nas.search.result import TrialResult
@@ -119,7 +121,8 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     deployed_shapes = build_model(spec)
     params, macs = count_params(deployed_shapes), count_macs(deployed_shapes, spec.input_shape)
-    by_precision = measure_precisions(ctx, deployed_shapes, spec, out)
+    runtime_choice = measure_precisions(ctx, deployed_shapes, spec, out)
+    by_precision = runtime_choice.by_precision
     measurement = by_precision[spec.compression.quant]
     flags = speed_flags(ctx, by_precision)
     seconds["measure"] = time.monotonic() - started
@@ -166,7 +169,8 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     seconds["evaluate"] = time.monotonic() - started
     result = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
                          metrics={"val": val}, float_metrics={"val": float_val}, latency_by_precision=by_precision,
-                         teacher=teacher, flags=flags, train_log=train_log, seconds=seconds)
+                         teacher=teacher, flags=flags, train_log=train_log, seconds=seconds,
+                         runtime_choice=runtime_choice)
     if fidelity is not None and spec.baseline is None:
         record_rung(ctx, trial, spec.training.epochs, result)
         (out / CHECKPOINT).unlink(missing_ok=True)
@@ -305,24 +309,21 @@ def deployed_artifact(spec: Spec, folder: Path, model: torch.nn.Module | None = 
     return folder / DEPLOYED_ONNX
 
 
-def measure_precisions(ctx: TrialContext, model: torch.nn.Module, spec: Spec, out: Path) -> dict[str, Measurement]:
-    """The deployed precision, and fp32 beside any lower one, so a quantization that does not pay is visible.
+def measure_precisions(ctx: TrialContext, model: torch.nn.Module, spec: Spec, out: Path) -> RuntimeChoice:
+    """The deployed precision, and fp32 beside any lower one, on every runtime the profile may deploy with; the
+    choice names the fastest (settled point 19), so a quantization or runtime that does not pay is visible.
 
     INT8 scales do not change speed, so phase 1 calibrates on a few training images only (settled point 1).
     """
     module = model if ctx.target.needs_model else None
     origin = f"{ctx.results_dir.name} trial {out.name}"
+    quant = spec.compression.quant
     with tempfile.TemporaryDirectory(prefix="shape-", dir=out) as tmp:
         fp32 = to_onnx(model, spec.input_shape, Path(tmp) / "fp32.onnx")
-        measured = {"fp32": ctx.measure(fp32, "fp32", spec.input_shape, module, origin)}
-        quant = spec.compression.quant
-        if quant == "int8":
-            calibration = ctx.task.sample_inputs(spec, ctx.dataset, 32, "train").numpy()
-            int8 = quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration)
-            measured["int8"] = ctx.measure(int8, "int8", spec.input_shape, module, origin)
-        elif quant != "fp32":  # fp16: the runtime converts the float model itself
-            measured[quant] = ctx.measure(fp32, quant, spec.input_shape, module, origin)
-    return measured
+        calibration = ctx.task.sample_inputs(spec, ctx.dataset, 32, "train").numpy() if quant == "int8" else None
+        return measure_runtimes(ctx.target, fp32, tuple(dict.fromkeys(("fp32", quant))),  # type: ignore[arg-type]
+                                measure_with(ctx.measurements, spec.input_shape, module, origin),
+                                int8_artifact(calibration), Path(tmp), allowed=(quant,))
 
 
 def speed_flags(ctx: TrialContext, by_precision: dict[str, Measurement]) -> list[str]:
@@ -345,8 +346,8 @@ def distillation(ctx: TrialContext, spec: Spec, flags: list[str]) -> tuple[Disti
 
 def check_budgets(ctx: TrialContext, m: Measurement) -> None:
     budget = ctx.max_latency_ms
-    if budget is not None and m.p95_ms > budget:
-        raise Infeasible(f"p95 latency {m.p95_ms:.3f} ms is over the {budget} ms budget")
+    if budget is not None and budget_latency_ms(m) > budget:
+        raise Infeasible(f"{budget_basis(m)} latency {budget_latency_ms(m):.3f} ms is over the {budget} ms budget")
     memory = ctx.profile.budgets.max_memory_mb
     if memory is not None and m.peak_memory_mb > memory:
         raise Infeasible(f"peak memory {m.peak_memory_mb:.1f} MB is over the {memory} MB budget")

@@ -33,6 +33,25 @@ def test_graph_digest_ignores_weights_but_not_shapes(tmp_path):
     assert graph_digest(paths[0]) != graph_digest(paths[2])
 
 
+@pytest.mark.slow
+def test_openvino_int8_ir_digest_ignores_weights_and_scales(tmp_path):
+    """OpenVINO's INT8 IR (NNCF) is cached like an ONNX file: by its graph, not its weights or calibration."""
+    import numpy as np
+
+    from nas.compress.quantize import quantize_int8_openvino
+
+    rng = np.random.default_rng(0)
+    a, spec = _model(32, seed=0)
+    b, _ = _model(32, seed=1)
+    c, _ = _model(48, seed=0)
+    irs = [quantize_int8_openvino(to_onnx(m, spec.input_shape, tmp_path / f"{i}.onnx"), tmp_path / f"{i}.xml",
+                                  rng.standard_normal((4, *spec.input_shape)).astype(np.float32) * (i + 1))
+           for i, m in enumerate((a, b, c))]
+    assert irs[0].with_suffix(".bin").read_bytes() != irs[1].with_suffix(".bin").read_bytes()
+    assert graph_digest(irs[0]) == graph_digest(irs[1])
+    assert graph_digest(irs[0]) != graph_digest(irs[2])
+
+
 def test_same_shapes_are_timed_once_and_the_reuse_is_recorded(tmp_path):
     target = open_target(load_profile(str(QUICK_PROFILE)))
     cache = MeasurementCache(tmp_path / "cache")
