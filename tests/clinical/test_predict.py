@@ -17,6 +17,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 
+from clinical.conftest import write_v1_log
 from conftest import SHARED, run_nas
 from nas.clinical.inputs import read_image
 from nas.clinical.shadow import read_log
@@ -293,3 +294,14 @@ def test_fuzzed_dicom_headers_give_one_row_each_and_no_traceback(exported_model,
         else:
             assert row["score"] is None and name in row["error"], (name, applied[name])
     assert doc["failed"] == sum(r["error"] is not None for r in rows.values()) > 0
+
+
+def test_a_log_that_refuses_the_rows_does_not_cost_the_csv(exported_model, images, tmp_path):
+    """A shadow log written before the hash chain is not appended to; the rows still reach --out first."""
+    old_log = write_v1_log(tmp_path / "old.db")
+    out = tmp_path / "rows.csv"
+    proc = run_nas("predict", "--model", str(exported_model), str(images / "xray.png"), "--out", str(out),
+                   "--log", str(old_log), cwd=tmp_path)
+    assert proc.returncode == 2 and "written before rows were hash-chained" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(_rows(out)) == ["xray.png"] and 0 <= float(_rows(out)["xray.png"]["score"]) <= 1
