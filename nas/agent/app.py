@@ -4,6 +4,11 @@ A search on a workstation sends each candidate here and gets the latency the tar
 Measurements queue behind one lock, because two models timed at once disturb each other (settled point 6); the
 event loop stays free meanwhile, so `/health` answers during a long measurement. Uploads are checked as ONNX
 protobuf and nothing else: the agent never unpickles, so a hostile body can fail a request but not run code.
+
+Every measurement setting is bounded (LIMITS, published in `/info`): a request beyond a limit is refused with 422
+before it queues, and the timing process is killed past its protocol's bounds (timer_timeout_s), so one request
+holds the measuring lock for at most `max_request_s`. With a token, `/openapi.json` needs it too and the
+interactive `/docs` and `/redoc` pages (which could not send it) are not served.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from math import prod
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,12 +33,83 @@ from pydantic import ValidationError
 
 from nas import __version__
 from nas.errors import ConfigError, TrialError, did_you_mean
-from nas.hardware import BACKENDS, HardwareProfile, Measurement, create_backend
+from nas.hardware import BACKENDS, HardwareProfile, Measurement, Protocol, create_backend
 from nas.hardware.device_info import local_device_info
+from nas.hardware.onnxruntime_cpu import timer_timeout_s
 from nas.hardware.remote import SETTINGS_HEADER, MeasureSettings
 
 MB = 2**20
 ONNX_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The largest measurement settings the agent takes: each far above any profile nas ships (the `cpu` profile
+    times for at most 20 s, batch 1 and 16), and together small enough that no request holds the device for long."""
+
+    input_dims: int = 4
+    """[C, H, W] or [C, D, H, W]."""
+    input_side: int = 4096
+    input_elements: int = 2**24
+    """One sample's values (64 MB as float32)."""
+    batch: int = 64
+    throughput_batch: int = 256
+    batch_elements: int = 2**26
+    """Values of the largest batch fed at once (256 MB as float32)."""
+    threads: int = 256
+    """More would only oversubscribe the cores; a million would exhaust the process."""
+    warmup_runs: int = 1000
+    warmup_s: float = 5.0
+    min_runs: int = 100_000
+    seconds: float = 20.0
+    """max_seconds, min_seconds and throughput_min_seconds."""
+    throughput_min_runs: int = 10_000
+    percentiles: int = 10
+    max_attempts: int = 3
+    """Timings of one model, retakes of a disturbed one included."""
+    quiet_wait_s: float = 30.0
+    """The most one measurement waits, in all, for a disturbed machine to quiet."""
+
+    @property
+    def max_request_s(self) -> float:
+        """The longest one request may hold the measuring lock: every attempt's timing process killed at its
+        timeout, with the pause between attempts."""
+        worst = Protocol(warmup_s=self.warmup_s, max_seconds=self.seconds, min_seconds=self.seconds)
+        return self.max_attempts * (timer_timeout_s(worst) + 1.0) + self.quiet_wait_s
+
+    def published(self) -> dict[str, Any]:
+        return {**asdict(self), "max_request_s": self.max_request_s}
+
+    def problems(self, settings: MeasureSettings) -> list[str]:
+        """Each setting above its limit, as 'field value is above the limit N'."""
+        p = settings.protocol
+        shape = settings.input_shape
+        largest_batch = max(settings.batch, settings.throughput_batch)
+        checks: list[tuple[str, float, float]] = [
+            ("input_shape (dimensions)", len(shape), self.input_dims),
+            *((f"input_shape[{i}]", side, self.input_side) for i, side in enumerate(shape)),
+            ("input_shape (values per sample)", prod(shape), self.input_elements),
+            ("batch", settings.batch, self.batch), ("throughput_batch", settings.throughput_batch,
+                                                    self.throughput_batch),
+            ("batch x input_shape (values)", largest_batch * prod(shape), self.batch_elements),
+            ("threads", settings.threads or 0, self.threads),
+            ("protocol.warmup_runs", p.warmup_runs, self.warmup_runs), ("protocol.warmup_s", p.warmup_s, self.warmup_s),
+            ("protocol.min_runs", p.min_runs, self.min_runs),
+            *((f"protocol.{name}", getattr(p, name), self.seconds)
+              for name in ("max_seconds", "min_seconds", "throughput_min_seconds")),
+            ("protocol.throughput_min_runs", p.throughput_min_runs, self.throughput_min_runs),
+            ("protocol.percentiles (count)", len(p.percentiles), self.percentiles),
+            ("protocol.max_attempts", p.max_attempts, self.max_attempts),
+            ("protocol.quiet_wait_s", p.quiet_wait_s, self.quiet_wait_s),
+        ]
+        found = [f"{field} {value:g} is above this agent's limit of {limit:g}" if isinstance(value, float) else
+                 f"{field} {value} is above this agent's limit of {limit}" for field, value, limit in checks
+                 if value > limit]
+        found += [f"protocol.percentiles {q} is outside 0..100" for q in p.percentiles if not 0 <= q <= 100]
+        return found
+
+
+LIMITS = Limits()
 
 
 class _Agent:
@@ -61,6 +139,12 @@ class _Agent:
             self._cache[key] = answer
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+
+    def check_limits(self, settings: MeasureSettings) -> None:
+        """422 naming every setting above the agent's limits (which /info lists)."""
+        problems = LIMITS.problems(settings)
+        if problems:
+            raise HTTPException(422, f"header {SETTINGS_HEADER}: {'; '.join(problems)} (the limits are in /info)")
 
     def check_runtime(self, settings: MeasureSettings) -> None:
         """400 for a runtime or precision this device lacks, naming what it has."""
@@ -100,7 +184,9 @@ def create_app(*, token: str | None, max_upload_mb: float = 200, cache_size: int
     """The agent's app; with `token`, every endpoint but /health needs `Authorization: Bearer <token>`."""
     agent = _Agent(cache_size)
     limit = int(max_upload_mb * MB)
-    app = FastAPI(title="nas measurement agent", version=__version__)
+    open_docs = token is None  # loopback only: the browsable pages are served as FastAPI does by default
+    app = FastAPI(title="nas measurement agent", version=__version__, docs_url="/docs" if open_docs else None,
+                  redoc_url="/redoc" if open_docs else None, openapi_url="/openapi.json" if open_docs else None)
 
     def authorize(authorization: Annotated[str | None, Header()] = None) -> None:
         if token is None:
@@ -114,16 +200,22 @@ def create_app(*, token: str | None, max_upload_mb: float = 200, cache_size: int
     def health() -> dict[str, Any]:
         return {"status": "ok", "busy": agent.lock.locked(), "measured": agent.measured}
 
+    if not open_docs:
+        @app.get("/openapi.json", dependencies=[Depends(authorize)], include_in_schema=False)
+        def openapi() -> dict[str, Any]:
+            return app.openapi()
+
     @app.get("/info", dependencies=[Depends(authorize)])
     def info() -> dict[str, Any]:
         return {**local_device_info(), "measurable": agent.measurable, "nas_version": __version__,
-                "max_upload_mb": max_upload_mb}
+                "max_upload_mb": max_upload_mb, "limits": LIMITS.published()}
 
     @app.post("/measure", dependencies=[Depends(authorize)])
     async def measure(request: Request) -> dict[str, Any]:
         _check_declared_size(request, limit, max_upload_mb)
         settings = _parse_settings(request.headers.get(SETTINGS_HEADER))
         agent.check_runtime(settings)
+        agent.check_limits(settings)
         content_type = request.headers.get("content-type", ONNX_CONTENT_TYPE).split(";")[0].strip().lower()
         if content_type != ONNX_CONTENT_TYPE:
             raise HTTPException(415, f"Content-Type {content_type!r} is not accepted: send the raw bytes of the "

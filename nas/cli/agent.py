@@ -8,6 +8,8 @@ from pathlib import Path
 from nas.cli._common import err, is_loopback
 from nas.errors import ConfigError
 
+MIN_TOKEN_CHARS = 16
+
 EPILOG = """examples:
   nas agent                                             # loopback only, no token: tests, an SSH tunnel
   nas agent --host 0.0.0.0 --token-file ~/.nas-token    # reachable from the network, token required
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     p.add_argument("--token-file", type=Path, metavar="PATH",
-                   help="file holding the token clients must send (required off loopback)")
+                   help=f"file holding the token clients must send (required off loopback; at least "
+                        f"{MIN_TOKEN_CHARS} characters, mode 600)")
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest ONNX upload accepted (default 200)")
     p.add_argument("--ssl-certfile", type=Path, metavar="PATH", help="TLS certificate: serve https://")
     p.add_argument("--ssl-keyfile", type=Path, metavar="PATH", help="TLS private key of --ssl-certfile")
@@ -65,11 +68,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_token(path: Path) -> str:
+    """The secret in `path`: at least MIN_TOKEN_CHARS characters; a warning when others may read the file."""
     try:
         token = path.read_text().strip()
+        mode = path.stat().st_mode & 0o777
     except OSError as exc:
         raise ConfigError(f"cannot read --token-file {path}: {exc.strerror or exc}") from None
-    if not token:
-        raise ConfigError(f"--token-file {path} is empty; put a secret in it, e.g. "
-                          "python -c 'import secrets; print(secrets.token_urlsafe(32))' > PATH")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(f"--token-file {path} holds {len(token)} character(s); a token needs at least "
+                          f"{MIN_TOKEN_CHARS}, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))' > PATH")
+    if mode & 0o077:
+        err(f"warning: --token-file {path} has mode {mode:o}: its group or other users may read the token; "
+            f"chmod 600 {path}")
     return token

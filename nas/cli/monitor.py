@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.cli._common import add_json_option, print_json
+from nas.cli._common import add_json_option, err, print_json
 from nas.clinical.monitor import DEFAULT_WINDOW, monitor_log, summary, write_page
+
+EXIT_TAMPERED = 4
 
 EPILOG = """examples:
   nas monitor results/shadow/ward-a.db
   nas monitor results/shadow/ward-a.db --window 200 --out ward-a.html
   nas monitor results/shadow/ward-a.db --json
 
-The log is written by `nas predict --labels reads.csv --log results/shadow/ward-a.db`."""
+The log is written by `nas predict --labels reads.csv --log results/shadow/ward-a.db`. Its rows are hash-chained:
+when a row no longer matches its hash (changed or removed by hand), the figures are still shown, the break is
+named, and the exit code is 4."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     page = write_page(doc, args.out or args.log.with_suffix(".html"))
     if args.json:
         print_json({**doc, "page": str(page)})
-        return 0
-    print("\n".join(summary(doc)))
-    print(f"page: {page}")
-    return 0
+    else:
+        print("\n".join(summary(doc)))
+        print(f"page: {page}")
+    integrity = doc["integrity"]
+    if integrity["status"] != "verified":
+        err(f"warning: {args.log}: {integrity['message']}")
+    return EXIT_TAMPERED if integrity["status"] == "broken" else 0

@@ -50,18 +50,18 @@ def run(args: argparse.Namespace) -> int:
 
         labels = read_labels(args.labels)
     predictions = predict(model, args.inputs, heatmaps=args.heatmaps)
-    scored = [p.row() for p in predictions if p.error is None]
-    if args.log:
-        from nas.clinical.shadow import append_predictions
-
-        written = append_predictions(args.log, scored, labels, model_dir=args.model)
-        err(f"logged {written} prediction(s) to {args.log}")
     doc = _document(model, predictions)
-    if args.out:
+    if args.out:  # before the log, so a log that refuses the rows does not cost them
         if args.out.suffix.lower() == ".json":
             write_json(args.out, doc)
         else:
             atomic_write_text(args.out, _csv(predictions))
+    if args.log:
+        from nas.clinical.shadow import append_predictions
+
+        written = append_predictions(args.log, [p.row() for p in predictions if p.error is None], labels,
+                                     model_dir=args.model)
+        err(f"logged {written} prediction(s) to {args.log}")
     failed = doc["failed"]
     if args.json:
         print_json(doc)

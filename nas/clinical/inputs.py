@@ -4,6 +4,11 @@ DICOM pixels go through the header's own display pipeline (Modality LUT / rescal
 MONOCHROME1 inversion), so a radiograph reaches the model looking as a reader sees it; the model's pre-processing
 (size, channels, normalisation) is read from the export's io.json, never typed by the user. Nothing that
 identifies a patient is kept: a DICOM file yields its pixels and its SOP Instance UID only.
+
+A clinic's files are not all well formed. Whatever one file makes a reader raise (a window of width 0, a text
+where the header needs a number, a PNG header claiming 20000x20000 pixels) becomes a DataError naming that file,
+so a batch loses that file's row and nothing else; an image that comes out blank (every pixel one value, or not
+finite) is refused too, since a score of nothing would look like a real one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from nas.errors import DataError
+from nas.errors import DataError, NasError
 
 __all__ = ["DICOM_MODALITIES", "Image", "Preprocessing", "find_inputs", "is_dicom", "read_image"]
 
@@ -71,7 +76,32 @@ def read_image(path: Path, modalities: Iterable[str]) -> Image:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    return _read_dicom(path, tuple(modalities)) if is_dicom(path) else _read_picture(path)
+    try:
+        image = _read_dicom(path, tuple(modalities)) if is_dicom(path) else _read_picture(path)
+    except NasError:
+        raise
+    except Exception as exc:  # pydicom, numpy and Pillow raise many types on hostile files; one file, one error row
+        raise DataError(f"{path}: cannot be read ({type(exc).__name__}: {_cut(str(exc))})") from None
+    _check_usable(image.pixels, path)
+    return image
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_usable(pixels: np.ndarray, path: Path) -> None:
+    """A DataError for pixels that are not one (H, W, 1 or 3) image, not finite, or all one value: there is no
+    image to score."""
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: pixel array of shape {pixels.shape} is not one grey or RGB image")
+    if not np.isfinite(pixels).all():
+        raise DataError(f"{path}: the image has non-finite pixel values after the display pipeline; check its "
+                        "rescale and window (RescaleSlope, WindowCenter, WindowWidth)")
+    if pixels.size == 0 or pixels.min() == pixels.max():
+        value = f" (every pixel {float(pixels.flat[0]):.0f})" if pixels.size else ""
+        raise DataError(f"{path}: the image is blank{value} after the display pipeline, so there is nothing to "
+                        "score; check its pixel data and window (WindowCenter, WindowWidth)")
 
 
 def _read_picture(path: Path) -> Image:
@@ -83,8 +113,8 @@ def _read_picture(path: Path) -> Image:
             if img.mode in ("I", "F"):
                 return Image(_stretch(np.asarray(img, dtype=np.float64))[..., None])
             arr = np.asarray(img.convert("L" if img.mode in ("1", "L", "LA") else "RGB"), dtype=np.float32)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"{path}: cannot be read as a PNG, JPEG or DICOM image ({exc})") from None
+    except (OSError, UnidentifiedImageError, ValueError, PILImage.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot be read as a PNG, JPEG or DICOM image ({_cut(str(exc))})") from None
     if arr.ndim == 2:
         return Image(arr[..., None])
     grey = (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all()
@@ -130,12 +160,31 @@ def _read_dicom(path: Path, modalities: tuple[str, ...]) -> Image:
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DataError(f"{path}: photometric interpretation {photometric} is not supported "
                         "(MONOCHROME1, MONOCHROME2 or RGB)")
+    _check_display_fields(ds, path)
     values = apply_modality_lut(stored, ds)
     displayed = apply_voi_lut(values, ds)
     grey = _stretch(np.asarray(displayed, dtype=np.float64), *_voi_output_range(ds))
     if photometric == "MONOCHROME1":  # minimum value is white
         grey = 255.0 - grey
     return Image(grey[..., None], uid)
+
+
+def _check_display_fields(ds: Any, path: Path) -> None:
+    """The rescale and window numbers the display pipeline divides and multiplies by must be finite numbers, and a
+    window at least 1 wide (DICOM PS3.3 C.11.2.1.2); a DataError naming the field and value otherwise."""
+    for keyword in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
+        if keyword not in ds or ds[keyword].VM == 0:
+            continue
+        raw = ds[keyword].value
+        first = raw[0] if ds[keyword].VM > 1 else raw
+        try:
+            value = float(first)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not np.isfinite(value):
+            raise DataError(f"{path}: DICOM {keyword} {_cut(str(first), 40)!r} is not a finite number")
+        if keyword == "WindowWidth" and value < 1 and "VOILUTSequence" not in ds:
+            raise DataError(f"{path}: DICOM WindowWidth {value:g} must be at least 1; the window cannot be applied")
 
 
 def _voi_output_range(ds: Any) -> tuple[float | None, float | None]:

@@ -3,7 +3,8 @@
 Figures come from the log alone (nas.clinical.shadow keeps each model's io.json in it), overall and per window of
 N consecutive predictions. Agreement (Cohen's kappa, sensitivity, specificity) counts the predictions that have a
 radiologist's label, referred ones included (in shadow mode every case gets the model's decision); the referral
-rate and latency count every prediction.
+rate and latency count every prediction. The log's hash chain is recomputed on every read (nas.clinical.shadow):
+the document's `integrity` says whether it holds, or at which row it breaks.
 
 Drift: the population stability index, PSI = sum((p - q) * ln(p / q)), of the latest N calibrated scores (p)
 against the validation scores the export recorded (q, io.json's val_scores_histogram). Validation's bins are first
@@ -176,7 +177,7 @@ def monitor_log(log_path: Path, window: int = DEFAULT_WINDOW) -> dict[str, Any]:
                     "threshold": m["io"].get("threshold"), "referral_band": m["io"].get("referral_band")}
                    for sha, m in log.models.items()],
         "overall": asdict(window_figures(rows)), "windows": [asdict(w) for w in windows],
-        "drift": drift(log, window),
+        "drift": drift(log, window), "integrity": asdict(log.integrity),
         "notes": ["kappa, sensitivity and specificity: the model's decision against the radiologist's label, over "
                   "labelled predictions (referred ones included); referral rate and latency: every prediction"],
     }
@@ -193,6 +194,7 @@ def summary(doc: dict[str, Any]) -> list[str]:
         return [f"{doc['log']}: no predictions logged yet (write some with `nas predict --log {doc['log']}`)"]
     lines = [f"{doc['log']}: {o['predictions']} predictions ({o['labelled']} with a radiologist's label), "
              f"{o['first_utc']} to {o['last_utc']} UTC, {len(doc['models'])} model(s)",
+             f"  integrity: {doc['integrity']['message']}",
              f"  overall: kappa {_fmt(o['kappa'])}, sensitivity {_fmt(o['sensitivity'])}, specificity "
              f"{_fmt(o['specificity'])}, referral rate {_fmt(o['referral_rate'])}, latency p50/p95/p99 "
              f"{_fmt(o['p50_ms'], 2)}/{_fmt(o['p95_ms'], 2)}/{_fmt(o['p99_ms'], 2)} ms",
@@ -259,6 +261,9 @@ def write_page(doc: dict[str, Any], out: Path) -> Path:
                 f"<h2>Over time</h2>{plot}")
     kind = "warn" if d["warning"] else "ok" if d["psi"] is not None else "note"
     status = f"<p class=\"{kind}\" id=\"drift\">{html.escape(d['status'])}</p>"
+    chain = doc["integrity"]
+    kind = {"broken": "warn", "verified": "ok"}.get(chain["status"], "note")
+    status = f"<p class=\"{kind}\" id=\"integrity\">{html.escape(chain['message'])}</p>\n{status}"
     notes = "".join(f"<p class=\"note\">{html.escape(n)}</p>" for n in [f"Rule: {d['rule']}.", *doc["notes"]])
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>nas monitor: {html.escape(Path(doc['log']).name)}</title>

@@ -119,11 +119,14 @@ def predict(
         start = time.perf_counter()
         try:
             image = read_image(path, model.modalities)
+            x = model.preprocessing(image)[None]
+            score = float(calibrated_scores(session.run(None, {name: x})[0], model.temperature)[0])
         except NasError as exc:
             out.append(Prediction(str(path), error=str(exc)))
             continue
-        x = model.preprocessing(image)[None]
-        score = float(calibrated_scores(session.run(None, {name: x})[0], model.temperature)[0])
+        except Exception as exc:  # whatever one input makes pre-processing or the runtime raise costs its row only
+            out.append(Prediction(str(path), error=f"{path}: cannot be scored ({type(exc).__name__}: {exc})"))
+            continue
         ms = (time.perf_counter() - start) * 1e3
         overlay = None
         if explainer is not None:

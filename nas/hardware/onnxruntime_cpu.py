@@ -19,13 +19,16 @@ import numpy as np
 from nas.errors import TrialError
 from nas.hardware._backend import BACKENDS, LatencyBackend
 from nas.hardware._measurement import Measurement, cpu_name, summarize
-from nas.hardware._profile import HardwareProfile
+from nas.hardware._profile import HardwareProfile, Protocol
 from nas.hardware.disturbance import assess, measure_undisturbed, quiet_reference, reference_onnx
 from nas.spec import Precision
 
 CPU_PRECISIONS = ("fp32", "int8")
 TIMER = str(Path(__file__).with_name("_timer.py"))
 """Run as a script (-P: its folder not on sys.path) so the timing process does not import torch."""
+TIMER_GRACE_S = 30.0
+"""Beyond its protocol's bounds (warm-up time, two timing loops of at most max_seconds), what one timing process may
+take to load the session and finish its last run before it is killed (timer_timeout_s)."""
 
 
 @contextmanager
@@ -39,6 +42,11 @@ def device_lock(device: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def timer_timeout_s(protocol: Protocol) -> float:
+    """The longest one timing process may run before it is killed and the measurement fails."""
+    return protocol.warmup_s + 2 * protocol.max_seconds + TIMER_GRACE_S
 
 
 def available_threads() -> int:
@@ -71,11 +79,16 @@ class LocalCPUBackend(LatencyBackend):
 
     def _time_once(self, onnx_path: Path, request: dict, device: str, precision: Precision,
                    profile: HardwareProfile, threads: int) -> Measurement:
-        proc = subprocess.run(
-            [sys.executable, "-P", TIMER], input=json.dumps(request),
-            capture_output=True, text=True, check=False,
-            start_new_session=True,  # a terminal's Ctrl-C reaches the search, which stops after this timing
-        )
+        timeout = timer_timeout_s(profile.protocol)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-P", TIMER], input=json.dumps(request),
+                capture_output=True, text=True, check=False, timeout=timeout,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the search, which stops after this timing
+            )
+        except subprocess.TimeoutExpired:
+            raise TrialError(f"timing {onnx_path} with {self.label} took over {timeout:g} s (warmup_s + 2 x "
+                             f"max_seconds + {TIMER_GRACE_S:g} s) and was stopped") from None
         if proc.returncode != 0:
             raise TrialError(f"{self.label} could not run {onnx_path}: {_final_exception(proc.stderr)}")
         result = json.loads(proc.stdout)

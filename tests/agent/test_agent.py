@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+from dataclasses import asdict
 import socket
 import subprocess
 import sys
@@ -20,9 +22,10 @@ import torch
 from onnx import TensorProto, helper
 
 from conftest import QUICK_PROFILE, REPO, SMALL_XRAY, run_nas
+from nas.agent.app import LIMITS
 from nas.errors import ConfigError, TrialError
 from nas.export import to_onnx
-from nas.hardware import load_profile
+from nas.hardware import load_profile, onnxruntime_cpu
 from nas.hardware.device_info import local_device_info
 from nas.hardware.remote import SETTINGS_HEADER, MeasureSettings, agent_info, measure_remote, request_measurement
 from nas.models import create_model
@@ -70,10 +73,17 @@ def _running_agent(log: Path, *options: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def agent(tmp_path_factory) -> Iterator[str]:
+def agent_folder(tmp_path_factory) -> Path:
+    """The module agent's token file (left readable by all, as an editor may save it) and its stderr log."""
     folder = tmp_path_factory.mktemp("agent")
     (folder / "token").write_text(TOKEN + "\n")  # the trailing newline an editor adds must not matter
-    with _running_agent(folder / "agent.log", "--token-file", str(folder / "token")) as url:
+    (folder / "token").chmod(0o644)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def agent(agent_folder) -> Iterator[str]:
+    with _running_agent(agent_folder / "agent.log", "--token-file", str(agent_folder / "token")) as url:
         yield url
 
 
@@ -112,6 +122,9 @@ def test_info_names_this_device_and_what_it_measures(agent):
     assert info["measurable"]["onnxruntime"] == ["fp32", "int8"]
     assert "torch-cuda" not in info["measurable"]  # it times PyTorch modules, which an upload never carries
     assert info["max_upload_mb"] == 200
+    assert info["limits"] == {**asdict(LIMITS), "max_request_s": LIMITS.max_request_s}
+    assert load_profile("cpu").protocol.max_seconds <= info["limits"]["seconds"]  # shipped profiles fit
+    assert info["limits"]["max_request_s"] <= 300  # the longest one request may hold the measuring lock
 
 
 def test_a_model_is_measured_on_the_agent_and_a_repeat_comes_from_the_cache(agent, profile, models):
@@ -282,3 +295,56 @@ def test_a_jetson_search_against_a_cpu_agent_is_refused_unless_overridden(agent,
     latency = doc["members"][0]["latency"]
     assert latency["device"] == local_device_info()["device"] and latency["backend"] == "onnxruntime"
     assert latency["method"] == "remote" and doc["latency_target"]["runtime"] == "onnxruntime"
+
+
+@pytest.mark.parametrize(("settings", "refusal"), [  # the issue's probes: each held the lock for a minute or more
+    ({"protocol": {"min_runs": 1e15, "max_seconds": 10}}, "protocol.min_runs 1000000000000000 is above this "
+                                                          "agent's limit of 100000"),
+    ({"protocol": {"max_seconds": 1e12}}, "protocol.max_seconds 1e+12 is above this agent's limit of 20"),
+    ({"input_shape": [1, 1e5, 1e5]}, "input_shape[1] 100000 is above this agent's limit of 4096"),
+    ({"batch": 10**6}, "batch 1000000 is above this agent's limit of 64"),
+    ({"throughput_batch": 512, "input_shape": [1, 1024, 1024]}, "batch x input_shape (values) 536870912 is above"),
+    ({"protocol": {"warmup_runs": 10**6}}, "protocol.warmup_runs 1000000 is above this agent's limit of 1000"),
+    ({"threads": 10**4}, "threads 10000 is above this agent's limit of 256"),
+])
+def test_settings_beyond_the_agents_limits_are_refused_before_they_queue(agent, models, settings, refusal):
+    measured = httpx.get(f"{agent}/health").json()["measured"]
+    started = time.monotonic()
+    answer = _post(agent, models[0].read_bytes(), **settings)
+    assert answer.status_code == 422 and refusal in answer.json()["detail"], answer.text
+    assert "the limits are in /info" in answer.json()["detail"]
+    assert time.monotonic() - started < 30  # refused, not timed (each of these held the lock for over 40 s)
+    assert httpx.get(f"{agent}/health").json() == {"status": "ok", "busy": False, "measured": measured}
+
+
+def test_a_timing_process_is_stopped_at_its_timeout(profile, models, monkeypatch):
+    """What bounds the time one request holds the lock: the timing process is killed past warmup_s + 2 x
+    max_seconds + the grace (here cut to nothing, so starting Python alone overruns it)."""
+    monkeypatch.setattr(onnxruntime_cpu, "TIMER_GRACE_S", 0.0)
+    quick = profile.model_copy(update={"protocol": profile.protocol.model_copy(update={"warmup_s": 0.0,
+                                                                                        "max_seconds": 0.01})})
+    with pytest.raises(TrialError, match=r"took over 0.02 s .*and was stopped"):  # (after any wait for the device)
+        onnxruntime_cpu.OnnxRuntimeCPU().measure(models[0], profile=quick, precision="fp32", input_shape=INPUT_SHAPE)
+
+
+def test_the_api_description_needs_the_token(agent):
+    """With a token, /openapi.json needs it like every endpoint but /health; /docs and /redoc (browser pages that
+    could not send it) are not served."""
+    assert httpx.get(f"{agent}/openapi.json").status_code == 401
+    assert httpx.get(f"{agent}/openapi.json", headers={"Authorization": "Bearer not-the-token"}).status_code == 401
+    described = httpx.get(f"{agent}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert described.status_code == 200 and "/measure" in described.json()["paths"]
+    assert httpx.get(f"{agent}/docs").status_code == 404 and httpx.get(f"{agent}/redoc").status_code == 404
+
+
+def test_a_short_token_is_refused_and_a_loose_token_file_is_warned_about(agent, agent_folder, tmp_path):
+    log = (agent_folder / "agent.log").read_text()
+    assert f"warning: --token-file {agent_folder / 'token'} has mode 644" in log and "chmod 600" in log
+    short = tmp_path / "token"
+    short.write_text("x")
+    short.chmod(0o600)
+    proc = subprocess.run([sys.executable, "-m", "nas.agent", "--port", str(_free_port()), "--token-file", str(short)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert f"--token-file {short} holds 1 character(s); a token needs at least 16" in proc.stderr
+    assert "warning" not in proc.stderr  # mode 600: nothing to warn about

@@ -50,3 +50,20 @@ def trained_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exported = run_nas("export", "--study", "trained", "--trial", str(trial), "--out", "export", cwd=cwd)
     assert exported.returncode == 0, exported.stderr
     return cwd / "export"
+
+
+def write_v1_log(path: Path) -> Path:
+    """A shadow log as nas wrote it before rows were hash-chained (schema version 1): one model, one prediction."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE models (sha256 TEXT PRIMARY KEY, export_dir TEXT NOT NULL, file TEXT NOT NULL,
+                                 io_json TEXT NOT NULL, first_seen_utc TEXT NOT NULL);
+            CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, utc TEXT NOT NULL, model_sha256 TEXT NOT
+                NULL, input TEXT NOT NULL, sop_instance_uid TEXT, score REAL NOT NULL, decision INTEGER NOT NULL,
+                refer INTEGER NOT NULL, ms REAL NOT NULL, label INTEGER);
+            INSERT INTO models VALUES ('abc', '/export', 'model.onnx', '{"threshold": 0.5}', '2026-01-01T00:00:00');
+            INSERT INTO predictions VALUES (1, '2026-01-01T00:00:01', 'abc', 'a.png', NULL, 0.8, 1, 0, 2.0, 1);
+            PRAGMA user_version = 1;""")
+    return path

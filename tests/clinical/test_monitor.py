@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, recall_score
 
 from _browser import CHROMIUM, DevTools
+from clinical.conftest import write_v1_log
 from conftest import run_nas
 from nas.clinical.calibration import calibrated_scores
 from nas.clinical.evaluate import load_cases, logits
@@ -167,3 +169,30 @@ def test_page_renders_svg_plots_without_javascript_errors(fixed_log, tmp_path):
         assert browser.errors() == []
     finally:
         browser.close()
+
+
+def test_monitor_names_the_row_where_the_hash_chain_breaks_and_exits_4(exported_model, tmp_path):
+    log = tmp_path / "ward.db"
+    rows = [{"input": f"ward/{i}.png", "score": 0.1 * i, "decision": int(i >= 5), "refer": False, "ms": 2.0}
+            for i in range(8)]
+    append_predictions(log, rows, None, model_dir=exported_model)
+    assert "  integrity: hash chain verified over 8 row(s); head " in "\n".join(summary(monitor_log(log)))
+    with sqlite3.connect(log) as db:  # the triggers refuse UPDATE; someone with write access drops them first
+        db.execute("DROP TRIGGER predictions_append_only_update")
+        db.execute("UPDATE predictions SET decision = 0 WHERE id = 6")
+    shown = run_nas("monitor", str(log), "--json", cwd=tmp_path)
+    assert shown.returncode == 4
+    doc = json.loads(shown.stdout)
+    assert doc["integrity"]["status"] == "broken" and doc["integrity"]["broken_at"] == 6
+    assert "warning: " in shown.stderr and "TAMPERED: the hash chain breaks at row 6 (ward/5.png)" in shown.stderr
+    assert doc["overall"]["predictions"] == 8  # the figures are still there to compare, beside the warning
+    page = (tmp_path / "ward.html").read_text()
+    assert 'class="warn" id="integrity"' in page and "breaks at row 6" in page
+
+
+def test_monitor_reads_a_log_written_before_the_chain_and_says_it_cannot_be_verified(tmp_path):
+    log = write_v1_log(tmp_path / "old.db")
+    shown = run_nas("monitor", str(log), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "1 predictions" in shown.stdout and "integrity: not verifiable" in shown.stdout
+    assert "warning: " in shown.stderr and "written before rows were hash-chained" in shown.stderr

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import struct
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 
+from clinical.conftest import write_v1_log
 from conftest import SHARED, run_nas
 from nas.clinical.inputs import read_image
 from nas.clinical.shadow import read_log
@@ -165,3 +169,139 @@ def test_an_export_without_calibration_must_be_re_exported(exported_model, image
     assert proc.returncode == 2
     assert "no calibration, referral_band" in proc.stderr and "re-export it with `nas export --study clinical " \
         f"--trial 0 --out {old}`" in proc.stderr
+
+
+def _variant(source: Path, target: Path, **fields) -> Path:
+    """A copy of the DICOM `source` with header `fields` set; a str is stored as text (VR LO), as a broken writer
+    might store a number."""
+    ds = pydicom.dcmread(source)
+    for keyword, value in fields.items():
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        if isinstance(value, str):
+            ds[tag] = pydicom.DataElement(tag, "LO", value)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(target)
+    return target
+
+
+def _bomb_png(path: Path, width: int = 20000, height: int = 20000) -> Path:
+    """A valid PNG whose header claims width x height pixels (a few hundred bytes on disk)."""
+    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data  # noqa: E731
+                                + struct.pack(">I", zlib.crc32(kind + data)))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+HOSTILE = {  # file -> what its error row must say
+    "ww0.dcm": "DICOM WindowWidth 0 must be at least 1",
+    "ww-negative.dcm": "DICOM WindowWidth -100 must be at least 1",
+    "ww-nan.dcm": "DICOM WindowWidth 'nan' is not a finite number",
+    "ww-text.dcm": "DICOM WindowWidth 'abc' is not a finite number",
+    "slope-text.dcm": "DICOM RescaleSlope 'abc' is not a finite number",
+    "bomb.png": "could be decompression bomb",
+    "blank.png": "the image is blank (every pixel 0)",
+}
+
+
+def test_one_bad_file_never_costs_the_batch(exported_model, tmp_path):
+    """The issue's case (three good DICOMs and one with WindowWidth 0, with --out, --labels and --log) and the other
+    inputs that escaped the per-file handling: each gets its error row; every good row is printed, written and
+    logged with its label; the run exits 3."""
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    grey = np.asarray(Image.open(XRAY).convert("L"))
+    for i in range(3):
+        write_dx(folder / f"good{i}.dcm", np.roll(grey, 20 * i, axis=1))
+    good = folder / "good0.dcm"
+    _variant(good, folder / "ww0.dcm", WindowWidth=0)
+    _variant(good, folder / "ww-negative.dcm", WindowWidth=-100)
+    _variant(good, folder / "ww-nan.dcm", WindowWidth=float("nan"))  # read before as a blank image, and scored
+    _variant(good, folder / "ww-text.dcm", WindowWidth="abc")
+    _variant(good, folder / "slope-text.dcm", RescaleSlope="abc")
+    _bomb_png(folder / "bomb.png")
+    Image.new("L", (64, 64), 0).save(folder / "blank.png")
+    labels = tmp_path / "reads.csv"
+    labels.write_text("input,label\n" + "".join(f"{name},{i % 2}\n" for i, name in
+                                                 enumerate(["good0.dcm", "good1.dcm", "good2.dcm", *HOSTILE])))
+    out, log = tmp_path / "rows.csv", tmp_path / "shadow.db"
+    proc = run_nas("predict", "--model", str(exported_model), str(folder), "--out", str(out), "--labels", str(labels),
+                   "--log", str(log), cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr and "3 scored, 7 failed" in proc.stderr
+    rows = _rows(out)
+    assert set(rows) == {"good0.dcm", "good1.dcm", "good2.dcm", *HOSTILE}
+    for name, message in HOSTILE.items():
+        assert message in rows[name]["error"] and name in rows[name]["error"], rows[name]
+        assert rows[name]["score"] == "" and f"{name}\terror: " in proc.stdout
+    for name in ("good0.dcm", "good1.dcm", "good2.dcm"):
+        assert rows[name]["error"] == "" and 0 <= float(rows[name]["score"]) <= 1
+    logged = {Path(p.input).name: p for p in read_log(log).predictions}
+    assert set(logged) == {"good0.dcm", "good1.dcm", "good2.dcm"}
+    assert [logged[f"good{i}.dcm"].label for i in range(3)] == [0, 1, 0]
+    assert [logged[f"good{i}.dcm"].score for i in range(3)] == [pytest.approx(float(rows[f"good{i}.dcm"]["score"]),
+                                                                               abs=1e-6) for i in range(3)]
+
+
+FUZZ_FILES = 30
+FUZZ_MUTATIONS: list[tuple[str, list]] = [  # header field -> hostile values (a str is stored as text, VR LO)
+    ("WindowWidth", [0, -1, float("nan"), float("inf"), 1e308, "abc", "", "1\\x"]),
+    ("WindowCenter", [float("nan"), -1e308, "abc", ""]),
+    ("RescaleSlope", [0, -1, float("nan"), 1e308, "abc"]),
+    ("RescaleIntercept", [float("inf"), "x"]),
+    ("Rows", [0, 1, 65535]),
+    ("Columns", [0, 3, 65535]),
+    ("BitsAllocated", [0, 1, 7, 32, 64]),
+    ("BitsStored", [0, 1, 17, 32]),
+    ("HighBit", [0, 99]),
+    ("PixelRepresentation", [1, 2]),
+    ("SamplesPerPixel", [0, 2, 3]),
+    ("PhotometricInterpretation", ["PALETTE COLOR", "YBR_FULL", "", "MONOCHROME3"]),
+    ("NumberOfFrames", ["x", "0", "2"]),
+    ("Modality", ["", "CT", "dx"]),
+    ("VOILUTFunction", ["SIGMOID", "BOGUS"]),
+    ("PixelData", [b"", b"\0\1\2"]),
+]
+
+
+def test_fuzzed_dicom_headers_give_one_row_each_and_no_traceback(exported_model, tmp_path):
+    """Thirty radiographs, each with one to three header fields set to hostile values (seeded, so a failure
+    reproduces): every file gets exactly one row, a score in [0, 1] or an error, and nothing escapes as a
+    traceback."""
+    rng = np.random.default_rng(20)
+    folder = tmp_path / "fuzz"
+    folder.mkdir()
+    source = write_dx(tmp_path / "source.dcm", np.asarray(Image.open(XRAY).convert("L"))[::2, ::2].copy())
+    applied = {}
+    for i in range(FUZZ_FILES):
+        picks = rng.choice(len(FUZZ_MUTATIONS), size=int(rng.integers(1, 4)), replace=False)
+        fields = {FUZZ_MUTATIONS[k][0]: FUZZ_MUTATIONS[k][1][int(rng.integers(len(FUZZ_MUTATIONS[k][1])))]
+                  for k in picks}
+        applied[f"fuzz{i:02d}.dcm"] = fields
+        _variant(source, folder / f"fuzz{i:02d}.dcm", **fields)
+    started = time.monotonic()
+    proc = run_nas("predict", "--model", str(exported_model), str(folder), "--json", cwd=tmp_path, timeout=300)
+    assert proc.returncode in (0, 3), proc.stderr
+    assert "Traceback" not in proc.stderr and time.monotonic() - started < 300
+    doc = json.loads(proc.stdout)
+    rows = {Path(r["input"]).name: r for r in doc["predictions"]}
+    assert sorted(rows) == sorted(applied) and len(doc["predictions"]) == FUZZ_FILES
+    for name, row in rows.items():
+        if row["error"] is None:
+            assert 0 <= row["score"] <= 1 and row["decision"] in (0, 1), (name, applied[name])
+        else:
+            assert row["score"] is None and name in row["error"], (name, applied[name])
+    assert doc["failed"] == sum(r["error"] is not None for r in rows.values()) > 0
+
+
+def test_a_log_that_refuses_the_rows_does_not_cost_the_csv(exported_model, images, tmp_path):
+    """A shadow log written before the hash chain is not appended to; the rows still reach --out first."""
+    old_log = write_v1_log(tmp_path / "old.db")
+    out = tmp_path / "rows.csv"
+    proc = run_nas("predict", "--model", str(exported_model), str(images / "xray.png"), "--out", str(out),
+                   "--log", str(old_log), cwd=tmp_path)
+    assert proc.returncode == 2 and "written before rows were hash-chained" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(_rows(out)) == ["xray.png"] and 0 <= float(_rows(out)["xray.png"]["score"]) <= 1

@@ -16,6 +16,7 @@ import pytest
 from nas._io import file_digest
 from nas.clinical.shadow import append_predictions, read_labels, read_log
 from nas.errors import DataError
+from clinical.conftest import write_v1_log
 
 pytestmark = pytest.mark.slow  # the exported model comes from a real (tiny) search
 
@@ -56,7 +57,7 @@ def test_no_field_beyond_the_fixed_columns_reaches_the_log(exported_model, tmp_p
         columns = [c[1] for c in db.execute("PRAGMA table_info(predictions)")]
         dump = "\n".join(db.iterdump())
     assert columns == ["id", "utc", "model_sha256", "input", "sop_instance_uid", "score", "decision", "refer", "ms",
-                       "label"]
+                       "label", "chain"]
     assert not any(v in dump for v in ("DOE^JANE", "PID-4711", "19700101"))
 
 
@@ -139,13 +140,74 @@ def test_a_log_of_another_schema_version_or_kind_is_refused(exported_model, tmp_
     newer = tmp_path / "newer.db"
     append_predictions(newer, [_row("a.jpeg", 0.7)], None, model_dir=exported_model)
     with sqlite3.connect(newer) as db:
-        db.execute("PRAGMA user_version=2")
+        db.execute("PRAGMA user_version=3")
     for call in (lambda: read_log(newer),
                  lambda: append_predictions(newer, [_row("b.jpeg", 0.7)], None, model_dir=exported_model)):
-        with pytest.raises(DataError, match="schema version 2; this nas reads version 1"):
+        with pytest.raises(DataError, match="schema version 3; this nas reads version 2"):
             call()
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE patients (name TEXT)")
     with pytest.raises(DataError, match="not a shadow log"):
         read_log(other)
+
+
+def _three_rows(log, exported_model) -> str:
+    """A log of three predictions; returns its verified head hash."""
+    append_predictions(log, [_row("a.jpeg", 0.7), _row("b.jpeg", 0.1)], {"a.jpeg": 1}, model_dir=exported_model)
+    append_predictions(log, [_row("c.jpeg", 0.3)], None, model_dir=exported_model)
+    integrity = read_log(log).integrity
+    assert (integrity.status, integrity.rows, integrity.broken_at) == ("verified", 3, None)
+    return integrity.head
+
+
+def test_replace_on_a_logged_id_or_model_is_refused(exported_model, tmp_path):
+    """INSERT OR REPLACE deletes the old row without firing DELETE triggers; a BEFORE INSERT trigger on ids (and
+    model digests) already logged refuses it, and the models table is append-only too."""
+    log = tmp_path / "log.db"
+    head = _three_rows(log, exported_model)
+    db = sqlite3.connect(log)
+    for statement in ("INSERT OR REPLACE INTO predictions SELECT id, utc, model_sha256, input, sop_instance_uid, 0.01, "
+                      "0, refer, ms, label, chain FROM predictions WHERE id = 1",
+                      "REPLACE INTO models SELECT sha256, '/elsewhere', file, io_json, first_seen_utc FROM models",
+                      "UPDATE models SET export_dir = '/elsewhere'", "DELETE FROM models"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute(statement)
+    db.close()
+    got = read_log(log)
+    assert [p.score for p in got.predictions] == [0.7, 0.1, 0.3] and got.predictions[0].decision == 1
+    assert got.integrity.head == head and len(got.models) == 1
+
+
+def _tamper(log, *statements: str) -> None:
+    """What someone with write access can do: drop every trigger, then change the log."""
+    with sqlite3.connect(log) as db:
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            db.execute(f"DROP TRIGGER {name}")
+        for statement in statements:
+            db.execute(statement)
+
+
+@pytest.mark.parametrize(("statements", "broken_at"), [
+    (("UPDATE predictions SET score = 0.9, decision = 1 WHERE id = 2",), 2),
+    (("DELETE FROM predictions WHERE id = 2",), 3),  # the row after the gap no longer follows its predecessor
+    (("UPDATE models SET export_dir = '/elsewhere'",), 1),  # every row names its model record
+])
+def test_a_log_changed_by_hand_breaks_the_chain_at_that_row(exported_model, tmp_path, statements, broken_at):
+    log = tmp_path / "log.db"
+    _three_rows(log, exported_model)
+    _tamper(log, *statements)
+    integrity = read_log(log).integrity
+    assert (integrity.status, integrity.broken_at, integrity.head) == ("broken", broken_at, None)
+    assert integrity.message.startswith(f"TAMPERED: the hash chain breaks at row {broken_at} (")
+
+
+def test_a_log_written_before_the_chain_is_read_but_said_unverifiable(exported_model, tmp_path):
+    """Schema version 1 (no chain column): read, figures intact, integrity 'unchained'; not appended to."""
+    log = write_v1_log(tmp_path / "v1.db")
+    got = read_log(log)
+    assert [(p.input, p.score, p.label) for p in got.predictions] == [("a.png", 0.8, 1)]
+    assert got.integrity.status == "unchained" and "written before rows were hash-chained" in got.integrity.message
+    with pytest.raises(DataError, match="schema version 1, written before rows were hash-chained.*new log"):
+        append_predictions(log, [_row("b.jpeg", 0.2)], None, model_dir=exported_model)
+    assert len(read_log(log).predictions) == 1
