@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from nas.cli._common import add_json_option, print_json
-from nas.hardware import load_profile
-from nas.hardware.estimate import estimate_points, fit_profile
 
 EXAMPLES = """examples:
   nas calibrate --hardware jetson-orin-agx
@@ -27,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.hardware import load_profile
+    from nas.hardware.estimate import estimate_points, fit_profile
+
     profile = load_profile(args.hardware)
     fit = fit_profile(profile)
     borrowed = fit.profile != profile.name

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_json_option, err, print_json
-from nas.tasks.nodule.detect import detect
 
 EPILOG = """examples:
   nas detect --model shipped/nodule-3 path/to/LIDC-IDRI-0003
@@ -31,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.tasks.nodule.detect import detect
+
     found = detect(args.model, args.scan, min_score=args.min_score, threads=args.threads, log=err)
     if args.json:
         print_json(found)

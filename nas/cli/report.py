@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from nas.cli._common import add_study_options
-from nas.report.html import study_dir, write_report
 from nas.search.objectives import OBJECTIVES
 
 EPILOG = """examples:
@@ -31,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.report.html import study_dir, write_report
+
     path = write_report(study_dir(args.results, args.study), x=args.x, y=args.y)
     print(f"report: {path}")
     return 0

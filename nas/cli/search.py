@@ -7,13 +7,9 @@ import sys
 from pathlib import Path
 
 from nas.cli._common import add_device_options, add_json_option, add_study_options, err, print_json
-from nas.report import front_table, write_report
-from nas.search.final import finalize
-from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
-from nas.search.runner import SearchConfig, prepare, run_search
+from nas.defaults import GRACE_PERIOD_S, SAMPLERS
 from nas.errors import ConfigError
-from nas.search.study import GRACE_PERIOD_S, SAMPLERS, storage_url
-from nas.search.workers import run_local_workers
+from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
 
 EPILOG = """examples:
   nas search --task xray --hardware cpu --trials 20
@@ -35,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", help="search space name or YAML path (default: the task's; see `nas spaces`)")
     add_study_options(p, study_required=False)
     p.add_argument("--trials", type=int, default=20, help="trials the study should hold when done (default 20)")
-    p.add_argument("--timeout", type=float, help="seconds after which no new trial is started")
+    p.add_argument("--timeout", type=float, help="seconds after which no new trial is started (default: none)")
     p.add_argument("--epochs", type=int, help="cap on every trial's training epochs (quick runs and tests)")
     p.add_argument("--objectives",
                    help=f"comma-separated, from: {', '.join(OBJECTIVES.names())} (default: the task's, "
@@ -63,12 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start from an earlier study's front (same task and profile, under --results); candidates "
                         "differing from its trained models only in compression start from those weights")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
-    p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed")
+    p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed (default: none)")
     p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",
                    help="keep weights/ONNX of front members and baselines only (default) or of every trial")
     p.add_argument("--workers", type=int, default=1, help="run K local worker processes on the study (default 1)")
     p.add_argument("--grace-period", type=float, default=GRACE_PERIOD_S,
-                   help="seconds without a heartbeat before a running trial is failed and retried (default 60)")
+                   help="seconds without a heartbeat before a running trial is failed and retried (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--train-device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where candidates train (default auto: cuda when PyTorch sees a GPU)")
@@ -78,6 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.report import front_table, write_report
+    from nas.search.final import finalize
+    from nas.search.runner import SearchConfig, prepare, run_search
+    from nas.search.study import storage_url
+    from nas.search.workers import run_local_workers
+
     config = SearchConfig(
         task=args.task, hardware=args.hardware, space=args.space, study=args.study, results=Path(args.results),
         storage=args.storage, trials=args.trials, timeout=args.timeout, epochs=args.epochs,

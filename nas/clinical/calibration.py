@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 __all__ = ["ECE_BINS", "calibrated_scores", "expected_calibration_error", "fit_temperature", "in_band",
            "referral_band", "score_logit"]
@@ -46,6 +45,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     def nll(log_t: float) -> float:
         return float(np.logaddexp(0.0, -signs * margins / math.exp(log_t)).mean())
+
+    from scipy.optimize import minimize_scalar  # scipy takes seconds to import: only when a model is calibrated
 
     found = minimize_scalar(nll, bounds=_LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
     return float(math.exp(found.x))

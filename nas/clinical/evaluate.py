@@ -23,15 +23,15 @@ from nas.clinical.predict import DeployedModel
 from nas.clinical.shadow import match_cases, read_case_csv
 from nas.data import Dataset, load_dataset
 from nas.data.imagefolder import SPLIT_FOLDERS
+from nas.defaults import EVALUATE_MARGIN
 from nas.errors import DataError
 from nas.export import onnx_predict, onnx_session
 from nas.metrics import roc_auc
 from nas.tasks.xray import preprocess
 
-__all__ = ["DEFAULT_MARGIN", "Cases", "case_keys", "evaluate_export", "figures", "flag_rule", "load_cases",
+__all__ = ["Cases", "case_keys", "evaluate_export", "figures", "flag_rule", "load_cases",
            "logits", "subgroups", "summary"]
 
-DEFAULT_MARGIN = 0.05
 RESAMPLES = 1000
 
 
@@ -136,7 +136,7 @@ def subgroups(labels: np.ndarray, scores: np.ndarray, threshold: float, referred
 
 
 def evaluate_export(model: Path, data: str | Path | None, *, split: str = "test", groups: Path | None = None,
-                    margin: float = DEFAULT_MARGIN, positive_class: str | None = None) -> dict[str, Any]:
+                    margin: float = EVALUATE_MARGIN, positive_class: str | None = None) -> dict[str, Any]:
     """The audit document `nas evaluate` prints: model identity, data, figures with intervals, calibration
     error, referral figures and (with `groups`, a CSV `input,group`) the per-group table with its flags."""
     deployed = DeployedModel.load(model)

@@ -15,6 +15,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict
 
+from nas.defaults import GRACE_PERIOD_S, SAMPLERS
 from nas.errors import ConfigError, StudyError, unknown_name
 from nas.hardware import cpu_name
 from nas.hardware.onnxruntime_cpu import available_threads
@@ -23,8 +24,6 @@ SETTINGS_ATTR = "nas_settings"
 RUN_ATTR = "nas_run"
 ENVIRONMENT_ATTR = "nas_environment"
 HEARTBEAT_INTERVAL_S = 10
-GRACE_PERIOD_S = 60
-SAMPLERS = ("nsga2", "tpe", "gp", "random")
 SCHEMA_RETRIES = 5
 
 
