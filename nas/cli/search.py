@@ -76,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nas.report import front_table, write_report
     from nas.search.final import finalize
+    from nas.search.resume import resume_line, retry_interrupted
     from nas.search.runner import SearchConfig, prepare, run_search
     from nas.search.study import storage_url
     from nas.search.workers import run_local_workers
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     name = run_.study.study_name
     storage = storage_url(args.storage, Path(args.results), name)
     err(f"study {name!r} ({'new' if run_.created else 'resumed'}), storage {storage}")
+    if not run_.created:
+        err(resume_line(run_.study, config.trials, retry_interrupted(run_.study)))
     target = run_.context.target
     if target.how != "local":
         err(f"latencies: {target.how} ({target.device}), {target.runtime}, precisions {', '.join(target.precisions)}"
