@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     card = export_trial(args.results, args.study, args.trial, args.out, data=args.data, fmt=args.fmt,
                         max_auc_drop=args.max_auc_drop, refer_rate=args.refer_rate)
+    for warning in card["calibration"]["health"]["warnings"]:
+        err(f"warning: {warning}")
     if args.json:
         print_json(card)
     else:

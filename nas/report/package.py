@@ -12,7 +12,7 @@ import torch
 
 from nas._io import write_json
 from nas.clinical.calibration import (
-    ECE_BINS, calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band,
+    ECE_BINS, calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band, score_health,
 )
 from nas.clinical.inputs import DICOM_MODALITIES
 from nas.compress import load_model, quantize_int8
@@ -135,7 +135,8 @@ def export_trial(
     calibration = {"method": "temperature", "temperature": temperature, "ece_bins": ECE_BINS, "ece": {
         split: {"before": expected_calibration_error(labels, calibrated_scores(logits, 1.0)),
                 "after": expected_calibration_error(labels, calibrated_scores(logits, temperature))}
-        for split, labels, logits in (("val", val_labels, val_logits), ("test", test_labels, test_logits))}}
+        for split, labels, logits in (("val", val_labels, val_logits), ("test", test_labels, test_logits))},
+        "health": score_health(val_scores, band, refer_rate).as_dict()}
     referred = in_band(test_scores, band)
     referral = {"refer_rate": refer_rate, "band": list(band),
                 "val_referred": float(in_band(val_scores, band).mean()), "test_referred": float(referred.mean()),

@@ -169,7 +169,8 @@ def explain(choice: Choice, study: str) -> list[str]:
     lines = [
         f"picked trial {m['trial']} ({kind}): {m.get('summary') or m['spec']['family']}",
         f"  validation: AUC {val['auc']:.4f}, sensitivity {val['sensitivity']:.3f}, specificity "
-        f"{val['specificity']:.3f} at threshold {val['threshold']:.4f}",
+        f"{val['specificity']:.3f} at threshold {val['threshold']:.4f} on the uncalibrated score (`nas export` "
+        "calibrates it: the model card gives the same operating point on the calibrated score)",
         f"  latency: p95 {lat['p95_ms']:.3f} ms, p50 {lat['p50_ms']:.3f} ms ({lat['method']}, {lat['backend']}, "
         f"{lat['precision']}, batch {lat['batch']}, on {lat['device']})",
         f"  rule: {RULE_TEXT[choice.rule]}, among " + (

@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from conftest import run_nas
 from nas.clinical.calibration import (
-    calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band,
+    calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band, score_health,
 )
 from nas.data import load_dataset
 from nas.export import onnx_predict, onnx_session
@@ -91,6 +91,7 @@ def test_export_records_calibration_referral_and_drift_reference(exported_model)
     card = json.loads((exported_model / "model_card.json").read_text())
     referral = card["referral"]
     assert referral["band"] == io["referral_band"] and referral["val_referred"] == pytest.approx(0.10, abs=0.01)
+    assert card["calibration"]["health"]["warnings"] == [] and not card["calibration"]["health"]["collapsed"]
     kept = referral["test_not_referred"]
     assert kept["cases"] == round(624 * (1 - referral["test_referred"]))
     assert 0 <= kept["sensitivity"] <= 1 and 0 <= kept["specificity"] <= 1
@@ -107,3 +108,24 @@ def test_refer_rate_option(exported_model, tmp_path):
     assert json.loads((cwd / "wide" / "io.json").read_text())["refer_rate"] == 0.3
     bad = run_nas(*args, "--refer-rate", "1.5", cwd=cwd)
     assert bad.returncode == 2 and "--refer-rate must be in [0, 1)" in bad.stderr
+
+
+def test_collapsed_scores_and_a_degenerate_band_are_flagged():
+    """The smoke export of issue 19: temperature 7.8 left every score in 0.7416-0.7475, band 0.743-0.743."""
+    scores = np.random.default_rng(0).uniform(0.7416, 0.7475, 524)
+    band = referral_band(scores, 0.7431, 0.10)
+    health = score_health(scores, band, 0.10)
+    assert health.collapsed and health.band_degenerate
+    spread, band_warning = health.warnings()
+    assert "collapsed: 90% of them lie within 0.005" in spread and "does not read as a probability" in spread
+    assert band_warning.startswith(f"the referral band is {band[1] - band[0]:.4f} wide (under 0.01)")
+    assert health.as_dict()["warnings"] == [spread, band_warning]
+
+
+def test_spread_scores_and_a_working_band_pass():
+    logits = np.random.default_rng(1).normal(0, 2, (524, 1)) * np.array([[-1.0, 1.0]])
+    scores = calibrated_scores(logits, 1.0)
+    health = score_health(scores, referral_band(scores, 0.5, 0.10), 0.10)
+    assert not health.collapsed and not health.band_degenerate and not health.off_rate
+    assert health.warnings() == []
+    assert score_health(scores, (0.5, 0.5), 0.0).warnings() == []  # no band asked: none to judge
