@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(found)
         return 0
+    model = found["model"]
+    print(f"model: validation CPM {_cpm(model['val_cpm'])}, test CPM {_cpm(model['test_cpm'])}"
+          + (f"  WARNING: {model['warning']}" if model["warning"] else ""))
     print(f"series {found['series_uid']}: {len(found['candidates'])} candidate(s)")
     print(f"{'score':>6}  {'x mm':>8} {'y mm':>8} {'z mm':>8}  {'col':>6} {'row':>6} {'slice':>6}  {'diam mm':>7}")
     for c in found["candidates"]:
@@ -43,3 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{c['score']:6.3f}  {x:8.1f} {y:8.1f} {z:8.1f}  {i:6.1f} {j:6.1f} {k:6.1f}  {c['diameter_mm']:7.1f}")
     print("time (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in found["timing_ms"].items()))
     return 0
+
+
+def _cpm(value: float | None) -> str:
+    return "not recorded" if value is None else f"{value:.3f}"

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: test")
     p.add_argument("--groups", type=Path, help="CSV `input,group`: figures per group, flagging trailing ones")
     p.add_argument("--margin", type=float, default=EVALUATE_MARGIN,
-                   help="flag a group whose sensitivity trails the rest by more than this (default %(default)s)")
+                   help="flag a group whose sensitivity trails the rest, or a figure off the export's own target, by more "
+                        "than this (default %(default)s)")
     p.add_argument("--positive-class", help="the data's name for the model's positive class (default: io.json's "
                                             "positive_class, matched ignoring case)")
     add_json_option(p)
