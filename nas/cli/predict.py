@@ -70,10 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
     else:
-        for p in predictions:
-            refer = "\trefer" if p.refer else ""
-            print(f"{p.input}\terror: {p.error}" if p.error else
-                  f"{p.input}\t{p.score:.4f}\t{'positive' if p.decision else 'negative'}{refer}")
+        print(_csv(predictions, delimiter="\t"), end="")  # the CSV's columns and values, tab-separated
         err(f"{len(predictions) - failed} scored, {failed} failed" + (f"; rows in {args.out}" if args.out else ""))
     return EXIT_SOME_FAILED if failed else 0
 
@@ -88,11 +85,11 @@ def _document(model: DeployedModel, predictions: list[Prediction]) -> dict[str, 
     }
 
 
-def _csv(predictions: list[Prediction]) -> str:
+def _csv(predictions: list[Prediction], delimiter: str = ",") -> str:
     from nas.clinical.predict import ROW_FIELDS
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, lineterminator="\n", delimiter=delimiter)
     writer.writeheader()
     writer.writerows(p.row() for p in predictions)
     return buffer.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,8 @@ def test_png_jpeg_and_dicom_get_the_same_score(trained_export, images, tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = _rows(out)
     assert set(rows) == {"xray.png", "xray.jpeg", "xray.dcm", "IM000001"}  # notes.txt skipped in the folder
+    printed = list(csv.DictReader(StringIO(proc.stdout), delimiter="\t"))
+    assert printed == list(csv.DictReader(StringIO(out.read_text())))  # the terminal shows the CSV's columns, values
     scores = {name: float(r["score"]) for name, r in rows.items()}
     assert scores["xray.jpeg"] == pytest.approx(scores["xray.png"], abs=1e-6)
     assert scores["xray.dcm"] == pytest.approx(scores["xray.png"], abs=1e-3)
@@ -143,7 +146,8 @@ def test_labels_go_to_the_shadow_log(exported_model, images, tmp_path):
     assert proc.returncode == 0, proc.stderr
     logged = {Path(p.input).name: p for p in read_log(log).predictions}
     assert logged["xray.png"].label == 1 and logged["xray.jpeg"].label is None
-    assert logged["xray.png"].score == pytest.approx(float(proc.stdout.split("\t")[1]), abs=1e-4)
+    printed = {Path(r["input"]).name: r for r in csv.DictReader(StringIO(proc.stdout), delimiter="\t")}
+    assert logged["xray.png"].score == pytest.approx(float(printed["xray.png"]["score"]), abs=1e-4)
 
 
 def test_labels_matching_no_input_are_refused(exported_model, images, tmp_path):
