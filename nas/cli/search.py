@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -74,11 +75,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.report import front_table, write_report
+    from nas.report import write_report
     from nas.search.final import finalize
     from nas.search.resume import resume_line, retry_interrupted
     from nas.search.runner import SearchConfig, prepare, run_search
-    from nas.search.study import storage_url
+    from nas.search.study import budget_state, storage_url
     from nas.search.workers import run_local_workers
 
     config = SearchConfig(
@@ -103,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
     err(f"study {name!r} ({'new' if run_.created else 'resumed'}), storage {storage}")
     if not run_.created:
         err(resume_line(run_.study, config.trials, retry_interrupted(run_.study)))
+    pareto = run_.context.results_dir / "pareto.json"
+    if not run_.created and budget_state(run_.study)[0] >= config.trials and pareto.exists():
+        err(f"study {name!r} is finished ({config.trials} trials): its front is kept as it is; raise --trials to "
+            f"run more, or `nas report --study {name} --remeasure` to re-measure it")
+        return _print_front(json.loads(pareto.read_text()), pareto, args.json)
     target = run_.context.target
     if target.how != "local":
         err(f"latencies: {target.how} ({target.device}), {target.runtime}, precisions {', '.join(target.precisions)}"
@@ -119,14 +125,20 @@ def run(args: argparse.Namespace) -> int:
             "again to resume")
         return 130
     doc = finalize(run_, keep_artifacts=config.keep_artifacts, log=err)
-    report = write_report(run_.context.results_dir)
-    if args.json:
+    write_report(run_.context.results_dir)
+    return _print_front(doc, pareto, args.json)
+
+
+def _print_front(doc: dict, pareto: Path, as_json: bool) -> int:
+    from nas.report import front_table
+
+    if as_json:
         print_json(doc)
         return 0
-    changed = doc["remeasured"]
+    dropped = doc["remeasured"]["dropped"]
     print(front_table(doc))
-    if changed["dropped"]:
-        print(f"re-measurement dropped {len(changed['dropped'])} member(s) from the front: {changed['dropped']}")
-    print(f"\nPareto front: {run_.context.results_dir / 'pareto.json'}")
-    print(f"report:       {report}")
+    if dropped:
+        print(f"re-measurement dropped {len(dropped)} member(s) from the front: {dropped}")
+    print(f"\nPareto front: {pareto}")
+    print(f"report:       {pareto.parent / 'report.html'}")
     return 0

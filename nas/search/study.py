@@ -45,6 +45,8 @@ class StudySettings(BaseModel):
     data: str
     data_fingerprint: str
     seed: int
+    epochs: int | None = None
+    """--epochs, the cap on every trial's training: records made under another cap do not compare."""
     latency_method: str = "measured"
     """measured (here), remote (an agent on the device) or estimated: a study never mixes them."""
     fidelity: dict[str, Any] | None = None
@@ -53,7 +55,7 @@ class StudySettings(BaseModel):
     # What must match for a study to resume (settled point 12); seed and sampler may change between runs.
     STRICT: ClassVar[tuple[str, ...]] = ("task", "space_digest", "hardware_digest", "objectives", "max_latency_ms",
                                "min_sensitivity", "target_sensitivity", "data_fingerprint",
-                               "latency_method", "fidelity")
+                               "latency_method", "fidelity", "epochs")
 
     def differences(self, stored: StudySettings) -> list[str]:
         out = []
