@@ -22,7 +22,7 @@ MIN_SCORE_SPREAD = 0.10
 """Calibrated validation scores whose 5th-95th percentile range is narrower than this have collapsed: every case
 gets about the same score (a large temperature over a model that barely separates the classes)."""
 MIN_BAND_WIDTH = 0.01
-"""A referral band narrower than this (in score) refers only the cases that tie at one value: not a working band."""
+"""A referral band narrower than this (in score) tells cases apart by differences too small to mean anything."""
 ASKED_SLACK = 0.02
 """How far the band's share of validation may stray from the asked rate before the card says why (ties)."""
 _LOG_T_BOUNDS = (-5.0, 5.0)  # T in [0.007, 148]: wider than any network needs
@@ -143,8 +143,9 @@ class ScoreHealth:
                          f"(under {MIN_SCORE_SPREAD}), so a score says little about a case and does not read as a "
                          "probability")
         if self.band_degenerate:
-            found.append(f"the referral band is {self.band_width:.4f} wide (under {MIN_BAND_WIDTH}): it refers only "
-                         "cases tied at one score, not the least certain ones; do not rely on it")
+            found.append(f"the referral band is {self.band_width:.4f} wide (under {MIN_BAND_WIDTH}): the cases it "
+                         "refers differ from the rest by score differences too small to mean anything; do not rely "
+                         "on it")
         return found
 
     def as_dict(self) -> dict[str, object]:

@@ -22,8 +22,9 @@ def _band_line(ref: dict[str, Any], health: dict[str, Any]) -> str:
     low, high = ref["band"]
     shares = f"{ref['val_referred']:.1%} of validation, {ref['test_referred']:.1%} of test"
     if health["band_degenerate"]:
-        return (f"- **Referral band not usable**: {low:.4f}-{high:.4f} is {health['band_width']:.4f} wide and refers "
-                f"only cases tied at one score ({shares}); read every case, or re-export a better-separating model.")
+        return (f"- **Referral band not usable**: {low:.4f}-{high:.4f} is {health['band_width']:.4f} wide, too narrow "
+                f"to mark the least certain cases ({shares}); read every case, or re-export a better-separating "
+                "model.")
     if abs(ref["val_referred"] - ref["refer_rate"]) > ASKED_SLACK:
         return (f"- Referral band: scores from **{low:.4f}** to **{high:.4f}** are sent to a reader. It was drawn to "
                 f"hold the {ref['refer_rate']:.0%} of validation cases closest to the threshold in logit space; as "
