@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from nas.cli._common import add_json_option, print_json
-from nas.hardware import list_profiles, load_profile
-from nas.hardware._profile import HardwareProfile
-from nas.hardware.estimate import estimate_points, fit_profile, overhead_scale
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nas.hardware._profile import HardwareProfile
 
 EXAMPLES = """examples:
   nas calibrate                                  # every profile with a spec sheet
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def calibration_document(profile: HardwareProfile) -> dict:
     """The fit a profile's estimates use, its sources, and (for a borrowed fit) the points estimated on it."""
+    from nas.hardware.estimate import estimate_points, fit_profile, overhead_scale
+
     fit = fit_profile(profile)
     borrowed = fit.profile != profile.name
     return {"hardware": profile.name, "fit": fit.as_dict(), "spec_sheet_sources": profile.spec_sheet.sources,
@@ -40,6 +43,8 @@ def calibration_document(profile: HardwareProfile) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.hardware import list_profiles, load_profile
+
     profiles = [load_profile(args.hardware)] if args.hardware else [
         p for p in list_profiles() if p.spec_sheet is not None]
     documents = [calibration_document(profile) for profile in profiles]

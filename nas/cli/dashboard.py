@@ -7,8 +7,6 @@ from pathlib import Path
 
 from nas.cli._common import add_study_options, err, is_loopback
 from nas.errors import NasError, StudyError
-from nas.report.html import study_dir
-from nas.search.study import load_existing, open_storage, storage_url
 
 EPILOG = """examples:
   nas dashboard --study xray-cpu
@@ -36,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
         import optuna_dashboard
     except ImportError:
         raise NasError("nas dashboard needs optuna-dashboard: pip install optuna-dashboard") from None
+    from nas.report.html import study_dir
+    from nas.search.study import load_existing, open_storage, storage_url
+
     if args.storage is None:  # the default SQLite file: refuse a missing study instead of creating an empty one
         folder = study_dir(Path(args.results), args.study)
         if not (folder / "study.db").exists():

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_json_option, err, print_json
-from nas.tasks.nodule.detect import detect
 
 EPILOG = """examples:
   nas detect --model shipped/nodule-3 path/to/LIDC-IDRI-0003
@@ -31,10 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.tasks.nodule.detect import detect
+
     found = detect(args.model, args.scan, min_score=args.min_score, threads=args.threads, log=err)
     if args.json:
         print_json(found)
         return 0
+    model = found["model"]
+    print(f"model: validation CPM {_cpm(model['val_cpm'])}, test CPM {_cpm(model['test_cpm'])}"
+          + (f"  WARNING: {model['warning']}" if model["warning"] else ""))
     print(f"series {found['series_uid']}: {len(found['candidates'])} candidate(s)")
     print(f"{'score':>6}  {'x mm':>8} {'y mm':>8} {'z mm':>8}  {'col':>6} {'row':>6} {'slice':>6}  {'diam mm':>7}")
     for c in found["candidates"]:
@@ -42,3 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{c['score']:6.3f}  {x:8.1f} {y:8.1f} {z:8.1f}  {i:6.1f} {j:6.1f} {k:6.1f}  {c['diameter_mm']:7.1f}")
     print("time (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in found["timing_ms"].items()))
     return 0
+
+
+def _cpm(value: float | None) -> str:
+    return "not recorded" if value is None else f"{value:.3f}"

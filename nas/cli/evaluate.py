@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_json_option, print_json
-from nas.clinical.evaluate import DEFAULT_MARGIN, evaluate_export, summary
+from nas.defaults import EVALUATE_MARGIN
 
 EPILOG = """examples:
   nas evaluate --model shipped/xray-7 --data /data/chest_xray_224
@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="an .npz file or an image folder (train/ val/ test/)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: test")
     p.add_argument("--groups", type=Path, help="CSV `input,group`: figures per group, flagging trailing ones")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                   help="flag a group whose sensitivity trails the rest by more than this (default %(default)s)")
+    p.add_argument("--margin", type=float, default=EVALUATE_MARGIN,
+                   help="flag a group whose sensitivity trails the rest, or a figure off the export's own target, by more "
+                        "than this (default %(default)s)")
     p.add_argument("--positive-class", help="the data's name for the model's positive class (default: io.json's "
                                             "positive_class, matched ignoring case)")
     add_json_option(p)
@@ -39,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.clinical.evaluate import evaluate_export, summary
+
     doc = evaluate_export(args.model, args.data, split=args.split, groups=args.groups, margin=args.margin,
                           positive_class=args.positive_class)
     if args.json:

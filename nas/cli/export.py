@@ -6,14 +6,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_json_option, add_study_options, err, print_json
-from nas.report.package import (
-    EXPORT_FORMATS,
-    INT8_MAX_AUC_DROP,
-    REFER_RATE,
-    export_trial,
-    study_task,
-)
-from nas.tasks.nodule.export import export_nodule_trial
+from nas.defaults import EXPORT_FORMATS, INT8_MAX_AUC_DROP, REFER_RATE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.report.package import export_trial, study_task
+    from nas.tasks.nodule.export import export_nodule_trial
+
     if study_task(args.results, args.study) == "nodule":  # two stage models, a pipeline config and a card
         card = export_nodule_trial(args.results, args.study, args.trial, args.out, data=args.data)
         if args.json:
@@ -49,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     card = export_trial(args.results, args.study, args.trial, args.out, data=args.data, fmt=args.fmt,
                         max_auc_drop=args.max_auc_drop, refer_rate=args.refer_rate)
+    for warning in card["calibration"]["health"]["warnings"]:
+        err(f"warning: {warning}")
     if args.json:
         print_json(card)
     else:

@@ -1,4 +1,8 @@
-"""Entry point: dispatch to a verb, and the one place that turns errors into messages and exit codes."""
+"""Entry point: dispatch to a verb, and the one place that turns errors into messages and exit codes.
+
+Building the parser imports every verb's module, so those import only the standard library and `nas.defaults`
+at the top; torch, Optuna and ONNX load inside the `run` of the verbs that use them (tests/cli/test_main.py).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,19 @@ from nas.errors import NasError
 # One module per verb under nas/cli/, each with register(subparsers); listed here in `nas --help` order.
 VERBS = ("search", "worker", "export", "spaces", "profiles", "measure", "calibrate", "agent", "report", "pick",
          "dashboard", "predict", "evaluate", "monitor", "detect")
+OPTUNA_VERBS = ("search", "worker", "dashboard")
+"""Verbs that drive a study: Optuna's per-trial INFO lines are silenced for them (the progress line says more)."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-wrapped examples, and appends `(default: X)` to every option whose help does not state it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (action.default in (None, False, True, argparse.SUPPRESS) or not action.option_strings
+                or "default" in text):
+            return action.help
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in VERBS:
         importlib.import_module(f"nas.cli.{name}").register(sub)
+    for verb_parser in sub.choices.values():
+        verb_parser.formatter_class = HelpFormatter
     return parser
 
 
@@ -38,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
-    import optuna
+    if args.command in OPTUNA_VERBS:
+        import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, stream=sys.stderr, format="%(message)s")
     try:
         return int(args.func(args) or 0)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import onnx
-
 from nas.cli._common import add_device_options, add_json_option, print_json
 from nas.errors import ConfigError
 from nas.hardware import load_profile, open_target
@@ -32,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def input_shape(path: Path) -> tuple[int, ...]:
+    import onnx
+
     if not path.is_file():
         raise ConfigError(f"no such ONNX file: {path}")
     try:

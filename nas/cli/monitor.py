@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_json_option, err, print_json
-from nas.clinical.monitor import DEFAULT_WINDOW, monitor_log, summary, write_page
+from nas.defaults import DEFAULT_WINDOW
 
 EXIT_TAMPERED = 4
 
@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.clinical.monitor import monitor_log, summary, write_page
+
     doc = monitor_log(args.log, args.window)
     page = write_page(doc, args.out or args.log.with_suffix(".html"))
     if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nas.cli._common import add_json_option, add_study_options, err, print_json
-from nas.report.pick import RULES, Constraints, NoFeasibleTrial, brief, candidates, explain, load_pareto, pick
+from nas.defaults import PICK_RULES
 
 EPILOG = """examples:
   nas pick --study xray-cpu --max-latency-ms 0.5
@@ -26,13 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_study_options(p, study_required=True, storage=False)  # reads pareto.json only
     p.add_argument("--max-latency-ms", type=float, help="p95 latency budget on the study's hardware")
     p.add_argument("--min-sensitivity", type=float, help="lowest acceptable validation sensitivity")
-    p.add_argument("--prefer", choices=RULES, default="auc",
+    p.add_argument("--prefer", choices=PICK_RULES, default="auc",
                    help="auc: most accurate; latency: fastest; knee: the balanced trade-off (default: auc)")
     add_json_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.report.pick import Constraints, NoFeasibleTrial, brief, candidates, explain, load_pareto, pick
+
     doc = load_pareto(args.results, args.study)
     constraints = Constraints(max_latency_ms=args.max_latency_ms, min_sensitivity=args.min_sensitivity)
     head = {"schema_version": 1, "study": doc["study"], "rule": args.prefer,

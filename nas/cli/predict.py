@@ -6,12 +6,14 @@ import argparse
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas._io import atomic_write_text, write_json
 from nas.cli._common import add_json_option, err, print_json
-from nas.clinical.predict import ROW_FIELDS, DeployedModel, Prediction, predict
 from nas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nas.clinical.predict import DeployedModel, Prediction
 
 EXIT_SOME_FAILED = 3
 
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--labels needs --log: labels are written to the shadow log beside the predictions")
     if args.out and args.out.suffix.lower() not in (".csv", ".json"):
         raise ConfigError(f"--out {args.out}: give a .csv or .json file name")
+    from nas.clinical.predict import DeployedModel, predict
+
     model = DeployedModel.load(args.model)
     labels = None
     if args.labels:
@@ -66,10 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
     else:
-        for p in predictions:
-            refer = "\trefer" if p.refer else ""
-            print(f"{p.input}\terror: {p.error}" if p.error else
-                  f"{p.input}\t{p.score:.4f}\t{'positive' if p.decision else 'negative'}{refer}")
+        print(_csv(predictions, delimiter="\t"), end="")  # the CSV's columns and values, tab-separated
         err(f"{len(predictions) - failed} scored, {failed} failed" + (f"; rows in {args.out}" if args.out else ""))
     return EXIT_SOME_FAILED if failed else 0
 
@@ -84,9 +85,11 @@ def _document(model: DeployedModel, predictions: list[Prediction]) -> dict[str, 
     }
 
 
-def _csv(predictions: list[Prediction]) -> str:
+def _csv(predictions: list[Prediction], delimiter: str = ",") -> str:
+    from nas.clinical.predict import ROW_FIELDS
+
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, lineterminator="\n", delimiter=delimiter)
     writer.writeheader()
     writer.writerows(p.row() for p in predictions)
     return buffer.getvalue()

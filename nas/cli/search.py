@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from nas import interrupt
 from nas.cli._common import add_device_options, add_json_option, add_study_options, err, print_json, study_name
-from nas.report import front_table, write_report
-from nas.search.final import finalize
-from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
-from nas.search.runner import SearchConfig, prepare, run_search
+from nas.defaults import GRACE_PERIOD_S, SAMPLERS
 from nas.errors import ConfigError, TrialError
-from nas.search.study import GRACE_PERIOD_S, SAMPLERS, storage_url
-from nas.search.workers import run_local_workers
+from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
 
 EPILOG = """examples:
   nas search --task xray --hardware cpu --trials 20
@@ -36,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", help="search space name or YAML path (default: the task's; see `nas spaces`)")
     add_study_options(p, study_required=False)
     p.add_argument("--trials", type=int, default=20, help="trials the study should hold when done (default 20)")
-    p.add_argument("--timeout", type=float, help="seconds after which no new trial is started")
+    p.add_argument("--timeout", type=float, help="seconds after which no new trial is started (default: none)")
     p.add_argument("--epochs", type=int, help="cap on every trial's training epochs (quick runs and tests)")
     p.add_argument("--objectives",
                    help=f"comma-separated, from: {', '.join(OBJECTIVES.names())} (default: the task's, "
@@ -64,12 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start from an earlier study's front (same task and profile, under --results); candidates "
                         "differing from its trained models only in compression start from those weights")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
-    p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed")
+    p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed (default: none)")
     p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",
                    help="keep weights/ONNX of front members and baselines only (default) or of every trial")
     p.add_argument("--workers", type=int, default=1, help="run K local worker processes on the study (default 1)")
     p.add_argument("--grace-period", type=float, default=GRACE_PERIOD_S,
-                   help="seconds without a heartbeat before a running trial is failed and retried (default 60)")
+                   help="seconds without a heartbeat before a running trial is failed and retried (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--train-device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where candidates train (default auto: cuda when PyTorch sees a GPU)")
@@ -79,6 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.report import write_report
+    from nas.search.final import finalize
+    from nas.search.resume import resume_line, retry_interrupted
+    from nas.search.runner import SearchConfig, prepare, run_search
+    from nas.search.study import budget_state, storage_url
+    from nas.search.workers import run_local_workers
+
     config = SearchConfig(
         task=args.task, hardware=args.hardware, space=args.space, study=args.study, results=Path(args.results),
         storage=args.storage, trials=args.trials, timeout=args.timeout, epochs=args.epochs,
@@ -99,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
     name = run_.study.study_name
     storage = storage_url(args.storage, Path(args.results), name)
     err(f"study {name!r} ({'new' if run_.created else 'resumed'}), storage {storage}")
+    if not run_.created:
+        err(resume_line(run_.study, config.trials, retry_interrupted(run_.study)))
+    pareto = run_.context.results_dir / "pareto.json"
+    if not run_.created and budget_state(run_.study)[0] >= config.trials and pareto.exists():
+        err(f"study {name!r} is finished ({config.trials} trials): its front is kept as it is; raise --trials to "
+            f"run more, or `nas report --study {name} --remeasure` to re-measure it")
+        return _print_front(json.loads(pareto.read_text()), pareto, args.json)
     from nas.data._dataset import leakage
 
     shared = ", ".join(f"{pair} {n}" for pair, n in leakage(run_.context.dataset).items() if n)
@@ -128,19 +139,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         with interrupt.stop_now():
             doc = finalize(run_, keep_artifacts=config.keep_artifacts, log=err)
-            report = write_report(run_.context.results_dir)
+            write_report(run_.context.results_dir)
     except KeyboardInterrupt:
         kept = sum(t.state.name == "COMPLETE" for t in run_.study.get_trials(deepcopy=False))
         err(f"interrupted while writing the front: the {kept} completed trial(s) of study {name!r} are kept; run "
             "the same command again to write pareto.json and the report")
         return 130
-    if args.json:
+    return _print_front(doc, pareto, args.json)
+
+
+def _print_front(doc: dict, pareto: Path, as_json: bool) -> int:
+    from nas.report import front_table
+
+    if as_json:
         print_json(doc)
         return 0
-    changed = doc["remeasured"]
+    dropped = doc["remeasured"]["dropped"]
     print(front_table(doc))
-    if changed["dropped"]:
-        print(f"re-measurement dropped {len(changed['dropped'])} member(s) from the front: {changed['dropped']}")
-    print(f"\nPareto front: {run_.context.results_dir / 'pareto.json'}")
-    print(f"report:       {report}")
+    if dropped:
+        print(f"re-measurement dropped {len(dropped)} member(s) from the front: {dropped}")
+    print(f"\nPareto front: {pareto}")
+    print(f"report:       {pareto.parent / 'report.html'}")
     return 0

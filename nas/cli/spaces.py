@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from nas.cli._common import add_json_option, print_json
-from nas.spaces import list_spaces
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.spaces import list_spaces  # validating a space needs the model registry, hence torch
+
     spaces = list_spaces()
     if args.json:
         print_json([{"name": s.name, "task": s.task, "families": list(s.families),

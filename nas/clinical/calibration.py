@@ -10,14 +10,21 @@ threshold where the model is least sure; a case there goes to a reader instead o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
-__all__ = ["ECE_BINS", "calibrated_scores", "expected_calibration_error", "fit_temperature", "in_band",
-           "referral_band", "score_logit"]
+__all__ = ["ECE_BINS", "MIN_BAND_WIDTH", "MIN_SCORE_SPREAD", "ScoreHealth", "calibrated_scores",
+           "expected_calibration_error", "fit_temperature", "in_band", "referral_band", "score_health", "score_logit"]
 
 ECE_BINS = 15
+MIN_SCORE_SPREAD = 0.10
+"""Calibrated validation scores whose 5th-95th percentile range is narrower than this have collapsed: every case
+gets about the same score (a large temperature over a model that barely separates the classes)."""
+MIN_BAND_WIDTH = 0.01
+"""A referral band narrower than this (in score) tells cases apart by differences too small to mean anything."""
+ASKED_SLACK = 0.02
+"""How far the band's share of validation may stray from the asked rate before the card says why (ties)."""
 _LOG_T_BOUNDS = (-5.0, 5.0)  # T in [0.007, 148]: wider than any network needs
 _EPS = 1e-12  # scores are clipped to [EPS, 1 - EPS] before taking logits, so 0 and 1 stay finite
 
@@ -46,6 +53,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     def nll(log_t: float) -> float:
         return float(np.logaddexp(0.0, -signs * margins / math.exp(log_t)).mean())
+
+    from scipy.optimize import minimize_scalar  # scipy takes seconds to import: only when a model is calibrated
 
     found = minimize_scalar(nll, bounds=_LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
     return float(math.exp(found.x))
@@ -103,3 +112,50 @@ def in_band(score: float | np.ndarray, band: tuple[float, float] | list[float]) 
     low, high = band
     result = (np.asarray(score) >= low) & (np.asarray(score) <= high)
     return bool(result) if result.ndim == 0 else result
+
+
+@dataclass(frozen=True)
+class ScoreHealth:
+    """Whether calibrated scores and the referral band can do their job, with one-line warnings where not."""
+
+    spread: float  # 5th-95th percentile range of calibrated validation scores
+    band_width: float
+    val_referred: float
+    refer_rate: float
+
+    @property
+    def collapsed(self) -> bool:
+        return self.spread < MIN_SCORE_SPREAD
+
+    @property
+    def band_degenerate(self) -> bool:
+        return self.refer_rate > 0 and self.band_width < MIN_BAND_WIDTH
+
+    @property
+    def off_rate(self) -> bool:
+        """The band holds a share of validation far from the one asked: scores tie at its edges."""
+        return abs(self.val_referred - self.refer_rate) > ASKED_SLACK
+
+    def warnings(self) -> list[str]:
+        found = []
+        if self.collapsed:
+            found.append(f"calibrated validation scores have collapsed: 90% of them lie within {self.spread:.4f} "
+                         f"(under {MIN_SCORE_SPREAD}), so a score says little about a case and does not read as a "
+                         "probability")
+        if self.band_degenerate:
+            found.append(f"the referral band is {self.band_width:.4f} wide (under {MIN_BAND_WIDTH}): the cases it "
+                         "refers differ from the rest by score differences too small to mean anything; do not rely "
+                         "on it")
+        return found
+
+    def as_dict(self) -> dict[str, object]:
+        return {"spread_p5_p95": self.spread, "band_width": self.band_width, "collapsed": self.collapsed,
+                "band_degenerate": self.band_degenerate, "warnings": self.warnings()}
+
+
+def score_health(val_scores: np.ndarray, band: tuple[float, float], refer_rate: float) -> ScoreHealth:
+    """Judge calibrated validation scores and the band drawn from them (see MIN_SCORE_SPREAD, MIN_BAND_WIDTH)."""
+    scores = np.asarray(val_scores, dtype=np.float64)
+    low, high = np.quantile(scores, [0.05, 0.95])
+    return ScoreHealth(spread=float(high - low), band_width=float(band[1] - band[0]),
+                       val_referred=float(np.mean(in_band(scores, band))), refer_rate=refer_rate)

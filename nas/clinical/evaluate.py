@@ -10,6 +10,7 @@ A case's key (what `--groups` names): for an image folder, the file's path relat
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +24,15 @@ from nas.clinical.predict import DeployedModel
 from nas.clinical.shadow import match_cases, read_case_csv
 from nas.data import Dataset, load_dataset
 from nas.data.imagefolder import SPLIT_FOLDERS
+from nas.defaults import EVALUATE_MARGIN
 from nas.errors import DataError
 from nas.export import onnx_predict, onnx_session
 from nas.metrics import roc_auc
 from nas.tasks.xray import preprocess
 
-__all__ = ["DEFAULT_MARGIN", "Cases", "case_keys", "evaluate_export", "figures", "flag_rule", "load_cases",
-           "logits", "subgroups", "summary"]
+__all__ = ["Cases", "against_targets", "case_keys", "evaluate_export", "figures", "flag_rule", "load_cases",
+           "logits", "subgroups", "summary", "target_rule"]
 
-DEFAULT_MARGIN = 0.05
 RESAMPLES = 1000
 
 
@@ -116,6 +117,27 @@ def flag_rule(margin: float) -> str:
             "cases pooled (point estimates at the exported threshold); a group without positive cases is not judged")
 
 
+def target_rule(margin: float) -> str:
+    return (f"a figure is flagged when it is more than {margin:g} off the export's own target: sensitivity below "
+            f"the target sensitivity - {margin:g}, referral rate outside the asked rate +/- {margin:g} (point "
+            "estimates at the exported threshold and band)")
+
+
+def against_targets(metrics: dict[str, dict[str, Any]], target_sensitivity: float | None, refer_rate: float | None,
+                    margin: float) -> dict[str, Any]:
+    """Sensitivity and referral rate against what the export was made to hold on validation: a model far from
+    its own targets on new data should not pass silently (a 0.59 sensitivity against 0.95 asked)."""
+    rows = []
+    for figure, target in (("sensitivity", target_sensitivity), ("referral_rate", refer_rate)):
+        value = metrics[figure]["value"]
+        if target is None or value is None:
+            continue
+        off = target - value if figure == "sensitivity" else abs(value - target)
+        rows.append({"figure": figure, "value": value, "target": target, "flagged": off > margin})
+    return {"rule": target_rule(margin), "margin": margin, "rows": rows,
+            "flagged": [r["figure"] for r in rows if r["flagged"]]}
+
+
 def subgroups(labels: np.ndarray, scores: np.ndarray, threshold: float, referred: np.ndarray,
               groups: Sequence[str | None], margin: float) -> dict[str, Any]:
     """Per-group figures with intervals, and which groups' sensitivity trails the rest by more than `margin`."""
@@ -136,7 +158,7 @@ def subgroups(labels: np.ndarray, scores: np.ndarray, threshold: float, referred
 
 
 def evaluate_export(model: Path, data: str | Path | None, *, split: str = "test", groups: Path | None = None,
-                    margin: float = DEFAULT_MARGIN, positive_class: str | None = None) -> dict[str, Any]:
+                    margin: float = EVALUATE_MARGIN, positive_class: str | None = None) -> dict[str, Any]:
     """The audit document `nas evaluate` prints: model identity, data, figures with intervals, calibration
     error, referral figures and (with `groups`, a CSV `input,group`) the per-group table with its flags."""
     deployed = DeployedModel.load(model)
@@ -158,11 +180,19 @@ def evaluate_export(model: Path, data: str | Path | None, *, split: str = "test"
                               "ece": expected_calibration_error(cases.labels, scores, bins=ECE_BINS),
                               "ece_uncalibrated": expected_calibration_error(cases.labels, raw, bins=ECE_BINS)},
     }
+    doc["targets"] = against_targets(doc["metrics"], _card(deployed.folder).get("target_sensitivity"),
+                                     deployed.io.get("refer_rate"), margin)
     if groups is not None:
         assigned = match_cases(read_case_csv(groups, "group"), cases.keys, what=str(groups))
         doc["groups"] = {"file": str(groups), **subgroups(cases.labels, scores, deployed.threshold, referred,
                                                           [assigned.get(k) for k in cases.keys], margin)}
     return doc
+
+
+def _card(folder: Path) -> dict[str, Any]:
+    """The export's model card (it holds the target sensitivity); empty for a folder without one."""
+    path = Path(folder) / "model_card.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _fmt(stat: dict[str, Any] | None) -> str:
@@ -188,6 +218,12 @@ def summary(doc: dict[str, Any]) -> list[str]:
              f"referred {_fmt(m['referral_rate'])}",
              f"  non-referred sensitivity {_fmt(m['sensitivity_non_referred'])}, "
              f"specificity {_fmt(m['specificity_non_referred'])}"]
+    targets = doc["targets"]
+    for r in targets["rows"]:
+        verdict = "FLAGGED: far from the export's target" if r["flagged"] else "ok"
+        lines.append(f"  {r['figure'].replace('_', ' ')} {r['value']:.3f} against target {r['target']:g}: {verdict}")
+    if targets["flagged"]:
+        lines.append(f"  rule: {targets['rule']}")
     if "groups" in doc:
         g = doc["groups"]
         lines += [f"groups from {g['file']} ({g['unassigned']} case(s) without a group); rule: {g['rule']}",

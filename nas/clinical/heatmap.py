@@ -114,11 +114,23 @@ class Explainer:
 
 
 def overlay_paths(inputs: Sequence[Path], folder: Path) -> list[Path]:
-    """One PNG per input, named after it (`chest.dcm` -> `chest.png`); a repeated name gets `-2`, `-3`, ..."""
+    """One PNG per input, named after it (`chest.dcm` -> `chest.png`). Inputs of one name in different folders
+    get as many parent folders as tell them apart (`ward-a/chest.dcm` -> `ward-a--chest.png`); a name still
+    repeated (the same file given twice) gets `-2`, `-3`, ..."""
+    parts = [_name_parts(Path(p)) for p in inputs]
     taken: dict[str, int] = {}
     out = []
-    for path in inputs:
-        stem = Path(path).stem or Path(path).name
-        taken[stem] = taken.get(stem, 0) + 1
-        out.append(folder / (f"{stem}.png" if taken[stem] == 1 else f"{stem}-{taken[stem]}.png"))
+    for mine in parts:
+        depth = 1
+        while depth < len(mine) and any(other != mine and other[-depth:] == mine[-depth:] for other in parts):
+            depth += 1
+        name = "--".join(mine[-depth:])
+        taken[name] = taken.get(name, 0) + 1
+        out.append(folder / (f"{name}.png" if taken[name] == 1 else f"{name}-{taken[name]}.png"))
     return out
+
+
+def _name_parts(path: Path) -> tuple[str, ...]:
+    """The path's folders and its stem, without the root: what an overlay's name is drawn from."""
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    return (*parts[:-1], path.stem or path.name)

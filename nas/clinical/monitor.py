@@ -29,12 +29,12 @@ from plotly.subplots import make_subplots
 
 from nas._io import atomic_write_text
 from nas.clinical.shadow import LoggedPrediction, ShadowLog, read_log
+from nas.defaults import DEFAULT_WINDOW
 from nas.errors import ConfigError
 
 __all__ = ["DEFAULT_WINDOW", "DRIFT_RULE", "MIN_DRIFT_CASES", "PSI_LIMIT", "Figures", "build_figure", "drift",
            "monitor_log", "psi", "summary", "window_figures", "write_page"]
 
-DEFAULT_WINDOW = 100
 PSI_LIMIT = 0.2
 MIN_DRIFT_CASES = 100
 MIN_BIN_SHARE = 0.10

@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import shape_inference
 
 from nas._io import write_json
 from nas.errors import ConfigError, TrialError, did_you_mean
@@ -37,6 +35,7 @@ from nas.hardware._profile import Calibration, HardwareProfile, PublishedLatency
 from nas.spec import Precision
 
 if TYPE_CHECKING:
+    import onnx
     from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -125,6 +124,9 @@ class Fit:
 
 def _static_shapes(model: onnx.ModelProto, batch: int, input_shape: tuple[int, ...] | None) -> onnx.ModelProto:
     """The graph with its batch (and, if given, per-sample shape) fixed and every tensor's shape inferred."""
+    import onnx  # onnx takes seconds to import: only when a graph is priced, not when profiles are listed
+    from onnx import shape_inference
+
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     initializers = {t.name for t in graph.initializer}
@@ -187,6 +189,8 @@ def _swish_product(sigmoid: onnx.NodeProto, readers: dict[str, list[onnx.NodePro
 def graph_features(onnx_model: Path | onnx.ModelProto, *, batch: int, precision: Precision,
                    input_shape: tuple[int, ...] | None = None) -> GraphFeatures:
     """Per-kernel FLOPs and bytes of `onnx_model` at `batch` (QDQ graphs priced as the kernels they become)."""
+    import onnx
+
     model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else onnx.load(str(onnx_model))
     graph = _static_shapes(model, batch, input_shape).graph
     shapes = _tensor_shapes(graph)
@@ -437,6 +441,8 @@ class EstimateBackend(LatencyBackend):
         model: nn.Module | None = None,
     ) -> Measurement:
         self.check_precision(profile, precision)
+        import onnx
+
         graph = onnx.load(str(onnx_path))
         features = graph_features(graph, batch=profile.batch, precision=precision, input_shape=input_shape)
         batched = graph_features(graph, batch=profile.throughput_batch, precision=precision, input_shape=input_shape)

@@ -14,7 +14,6 @@ from typing import Any
 
 from nas._io import atomic_write_bytes
 from nas.errors import NasError
-from nas.export import INPUT_NAME
 
 INSTALL_HINT = "pip install 'nas[tensorrt]' on a machine with an NVIDIA GPU"
 
@@ -31,6 +30,8 @@ def import_tensorrt() -> Any:
 def build_engine(onnx_path: Path, out: Path, *, precision: str, input_shape: tuple[int, ...],
                  max_batch: int = 16) -> dict[str, Any]:
     """Serialise an engine for batches 1..`max_batch` (optimised for 1) to `out`; returns its provenance."""
+    from nas.export import INPUT_NAME  # torch: only where an engine is built
+
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

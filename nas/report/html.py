@@ -200,7 +200,7 @@ def _hover(p: Point) -> str:
         f"compression: {html.escape(_compression_text(r))} · training: lr "
         f"{s.training.lr:.2g}, {s.training.epochs} epoch(s), augment {s.training.augment:.2f}",
         f"val: AUC {v['auc']:.4f} · sens {v['sensitivity']:.3f} · spec {v['specificity']:.3f} "
-        f"@ threshold {v['threshold']:.3f}",
+        f"@ threshold {v['threshold']:.4f} (uncalibrated score; the export's card gives the calibrated one)",
         (f"test: AUC {test['auc']:.4f} · sens {test['sensitivity']:.3f} · spec {test['specificity']:.3f}" if test
          else "test: not computed (only front members and baselines are scored on test)"),
         f"latency p50 {m.p50_ms:.3f} · p95 {m.p95_ms:.3f} · p99 {m.p99_ms:.3f} ms ({m.method}, "
@@ -399,7 +399,7 @@ def _links(folder: Path, trial: int) -> str:
 
 
 def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class: str = "") -> str:
-    head = ("trial", "model", "val AUC", "val sens", "val spec", "threshold", "test AUC", "test sens", "test spec",
+    head = ("trial", "model", "val AUC", "val sens", "val spec", "threshold (uncalibrated)", "test AUC", "test sens", "test spec",
             "p50 ms", "p95 ms", "p99 ms", "latency", "params", "MMACs", "files")
     row_open = f'<tr class="{row_class}">' if row_class else "<tr>"  # the class marks header and body rows
     rows = []
@@ -407,7 +407,7 @@ def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class
         val, test, lat = m["metrics"]["val"], m["metrics"].get("test") or {}, m["latency"]
         cells = [html.escape(str(c)) for c in (
             m["trial"], m.get("summary") or m["spec"]["family"], _fmt(val["auc"], 4), _fmt(val["sensitivity"], 3),
-            _fmt(val["specificity"], 3), _fmt(val["threshold"], 3), _fmt(test.get("auc"), 4),
+            _fmt(val["specificity"], 3), _fmt(val["threshold"], 4), _fmt(test.get("auc"), 4),
             _fmt(test.get("sensitivity"), 3), _fmt(test.get("specificity"), 3), _fmt(lat["p50_ms"], 3),
             _fmt(lat["p95_ms"], 3), _fmt(lat["p99_ms"], 3), lat["method"], f"{m['params']:,}",
             _fmt(m["macs"] / 1e6, 1))] + [_links(folder, m["trial"])]

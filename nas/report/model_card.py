@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from nas._io import atomic_write_text, write_json
+from nas.clinical.calibration import ASKED_SLACK
 
 
 def _row(name: str, m: dict[str, float], ci: dict[str, list[float]] | None = None) -> str:
@@ -15,23 +16,41 @@ def _row(name: str, m: dict[str, float], ci: dict[str, list[float]] | None = Non
     return f"| {name} | {cell('auc')} | {cell('accuracy')} | {cell('sensitivity')} | {cell('specificity')} |"
 
 
-def _calibration_lines(cal: dict[str, Any], ref: dict[str, Any]) -> list[str]:
-    ece, kept = cal["ece"], ref["test_not_referred"]
+def _band_line(ref: dict[str, Any], health: dict[str, Any]) -> str:
+    """The referral band as it is: a degenerate one is named so, and a share of validation off the asked rate
+    (scores tied at the band's edges, as INT8 outputs are) is stated, never the asked rate alone."""
     low, high = ref["band"]
+    shares = f"{ref['val_referred']:.1%} of validation, {ref['test_referred']:.1%} of test"
+    if health["band_degenerate"]:
+        return (f"- **Referral band not usable**: {low:.4f}-{high:.4f} is {health['band_width']:.4f} wide, too narrow "
+                f"to mark the least certain cases ({shares}); read every case, or re-export a better-separating "
+                "model.")
+    if abs(ref["val_referred"] - ref["refer_rate"]) > ASKED_SLACK:
+        return (f"- Referral band: scores from **{low:.4f}** to **{high:.4f}** are sent to a reader. It was drawn to "
+                f"hold the {ref['refer_rate']:.0%} of validation cases closest to the threshold in logit space; as "
+                f"scores tie at its edges it holds {shares}.")
+    return (f"- Referral band: scores from **{low:.4f}** to **{high:.4f}** are sent to a reader: the "
+            f"{ref['refer_rate']:.0%} of validation cases closest to the threshold in logit space ({shares}).")
+
+
+def _calibration_lines(cal: dict[str, Any], ref: dict[str, Any]) -> list[str]:
+    ece, kept, health = cal["ece"], ref["test_not_referred"], cal["health"]
+    reads = ("**the scores have collapsed** (90% of validation within "
+             f"{health['spread_p5_p95']:.4f}), so a score does not read as a probability here"
+             if health["collapsed"] else "the score can be read as a probability")
     return [
         "", "## Calibration and referral",
+        *(f"- **Warning**: {w}." for w in health["warnings"]),
         f"- Scores are temperature-scaled: score = softmax(logits / {cal['temperature']:.4f})[1], the temperature "
-        "fitted on validation (minimum negative log-likelihood). Ranking, AUC and the figures above are unchanged by "
-        "it; the score can be read as a probability.",
+        f"fitted on validation (minimum negative log-likelihood). Ranking, AUC and the figures above are unchanged by "
+        f"it; {reads}.",
         f"- Expected calibration error ({cal['ece_bins']} equal-width bins of the positive-class score; lower is "
         "better):", "",
         "| split | before calibration | after calibration |", "|---|---|---|",
         *(f"| {name} | {ece[key]['before']:.4f} | {ece[key]['after']:.4f} |"
           for key, name in (("val", "validation"), ("test", "test"))),
         "",
-        f"- Referral band: scores from **{low:.4f}** to **{high:.4f}** are sent to a reader. It holds the "
-        f"{ref['refer_rate']:.0%} of validation cases closest to the threshold in logit space "
-        f"({ref['val_referred']:.1%} of validation, {ref['test_referred']:.1%} of test).",
+        _band_line(ref, health),
         f"- On the {kept['cases']} test cases not referred: sensitivity {kept['sensitivity']:.4f}, specificity "
         f"{kept['specificity']:.4f}.",
     ]
@@ -55,7 +74,8 @@ def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         "",
         "## Operating point and accuracy (of the deployed file)",
         f"- Threshold **{card['threshold']:.4f}** on the calibrated positive-class score, chosen on validation to "
-        f"reach sensitivity {card['target_sensitivity']}.",
+        f"reach sensitivity {card['target_sensitivity']}. The search's report and `nas pick` show its threshold "
+        f"on the uncalibrated score (temperature 1): {metrics['val_recorded']['threshold']:.4f}.",
         "- Test figures in brackets are 95% bootstrap intervals (1,000 resamples of the test cases).",
         "",
         "| split | AUC | accuracy | sensitivity | specificity |",

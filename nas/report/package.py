@@ -12,12 +12,13 @@ import torch
 
 from nas._io import write_json
 from nas.clinical.calibration import (
-    ECE_BINS, calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band,
+    ECE_BINS, calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band, score_health,
 )
 from nas.clinical.inputs import DICOM_MODALITIES
 from nas.compress import load_model, quantize_int8
 from nas.compress.quantize import CALIBRATION_IMAGES
 from nas.data import Dataset
+from nas.defaults import EXPORT_FORMATS, INT8_MAX_AUC_DROP, REFER_RATE
 from nas.errors import ConfigError, StudyError, unknown_name
 from nas.export import check_parity, onnx_predict, onnx_session, preprocessing, to_onnx
 from nas.hardware import load_profile, open_target
@@ -30,10 +31,6 @@ from nas.spec import Spec
 from nas.tasks import Task, get_task
 from nas.tasks.xray import MEAN, STD
 
-EXPORT_FORMATS = ("onnx", "int8", "tensorrt")
-INT8_MAX_AUC_DROP = 0.01
-REFER_RATE = 0.10
-"""Fraction of validation cases, the least certain ones, whose score range is sent to a reader by default."""
 SCORE_HISTOGRAM_BINS = 20
 """Bins of the validation score histogram io.json keeps as the reference `nas monitor` measures drift against."""
 
@@ -138,7 +135,8 @@ def export_trial(
     calibration = {"method": "temperature", "temperature": temperature, "ece_bins": ECE_BINS, "ece": {
         split: {"before": expected_calibration_error(labels, calibrated_scores(logits, 1.0)),
                 "after": expected_calibration_error(labels, calibrated_scores(logits, temperature))}
-        for split, labels, logits in (("val", val_labels, val_logits), ("test", test_labels, test_logits))}}
+        for split, labels, logits in (("val", val_labels, val_logits), ("test", test_labels, test_logits))},
+        "health": score_health(val_scores, band, refer_rate).as_dict()}
     referred = in_band(test_scores, band)
     referral = {"refer_rate": refer_rate, "band": list(band),
                 "val_referred": float(in_band(val_scores, band).mean()), "test_referred": float(referred.mean()),

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from nas._io import read_json
+from nas.defaults import PICK_RULES
 from nas.errors import ConfigError, NasError, StudyError, unknown_name
 from nas.report.html import study_dir
 from nas.search.pareto import knee
 
-__all__ = ["RULES", "Choice", "Constraints", "NoFeasibleTrial", "brief", "candidates", "explain", "load_pareto",
+__all__ = ["Choice", "Constraints", "NoFeasibleTrial", "brief", "candidates", "explain", "load_pareto",
            "member_value", "pick", "rank"]
 
-RULES = ("auc", "latency", "knee")
 RULE_TEXT = {"auc": "highest validation AUC", "latency": "lowest p95 latency",
              "knee": "closest to the ideal point of the study's objectives (the knee)"}
 Member = dict[str, Any]
@@ -112,8 +112,8 @@ def candidates(doc: dict[str, Any]) -> list[Member]:
 
 def rank(members: list[Member], rule: str, objectives: list[dict[str, str]]) -> list[Member]:
     """`members` best first under `rule`; ties go to the faster, then the more accurate, then the earlier trial."""
-    if rule not in RULES:
-        raise ConfigError(unknown_name("pick rule", rule, RULES))
+    if rule not in PICK_RULES:
+        raise ConfigError(unknown_name("pick rule", rule, PICK_RULES))
     if rule == "auc":
         return sorted(members, key=lambda m: (-member_value(m, "auc"), member_value(m, "latency_p95"), m["trial"]))
     if rule == "latency":
@@ -169,7 +169,8 @@ def explain(choice: Choice, study: str) -> list[str]:
     lines = [
         f"picked trial {m['trial']} ({kind}): {m.get('summary') or m['spec']['family']}",
         f"  validation: AUC {val['auc']:.4f}, sensitivity {val['sensitivity']:.3f}, specificity "
-        f"{val['specificity']:.3f} at threshold {val['threshold']:.4f}",
+        f"{val['specificity']:.3f} at threshold {val['threshold']:.4f} on the uncalibrated score (`nas export` "
+        "calibrates it: the model card gives the same operating point on the calibrated score)",
         f"  latency: p95 {lat['p95_ms']:.3f} ms, p50 {lat['p50_ms']:.3f} ms ({lat['method']}, {lat['backend']}, "
         f"{lat['precision']}, batch {lat['batch']}, on {lat['device']})",
         f"  rule: {RULE_TEXT[choice.rule]}, among " + (

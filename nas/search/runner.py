@@ -21,6 +21,7 @@ from tqdm import tqdm
 from nas import interrupt
 from nas._io import file_digest, write_json
 from nas.interrupt import graceful_stop
+from nas.progress import StudyProgress
 from nas.errors import ConfigError, StudyError
 from nas.hardware import load_profile, open_target
 from nas.hardware.cache import MeasurementCache
@@ -153,7 +154,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         objectives=[o.name for o in objectives], directions=[o.direction for o in objectives],
         max_latency_ms=budget, min_sensitivity=config.min_sensitivity,
         target_sensitivity=config.target_sensitivity, data=str(dataset.path),
-        data_fingerprint=dataset.fingerprint, seed=config.seed,
+        data_fingerprint=dataset.fingerprint, seed=config.seed, epochs=config.epochs,
         latency_method={"local": "measured", "remote": "remote", "estimate": "estimated"}[target.how],
         fidelity=fidelity.model_dump() if fidelity else None,
     )
@@ -281,12 +282,10 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     torch.set_num_threads(config.threads or available_threads())
     started = time.monotonic()
     done, _ = budget_state(study)
-    bar = tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{study.study_name}", unit="trial",
-               file=sys.stderr, disable=not config.progress, dynamic_ncols=True)
+    bar = StudyProgress(total=config.trials, done=done, desc=study.study_name, terminal=config.progress)
     best_auc = _best(study, "auc", objectives)
-    spent = 0
     try:
-        with graceful_stop():
+        with graceful_stop(), bar:
             while True:
                 if interrupt.STOP.is_set():
                     run.interrupted = True
@@ -314,7 +313,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                     continue
                 run.new_trials.append(trial.number)
                 label = trial.user_attrs.get("baseline", "")
-                bar.set_postfix_str(f"trial {trial.number} {label}".strip() + (f", best AUC {best_auc:.4f}" if best_auc else ""))
+                bar.start_trial(f"trial {trial.number} {label}".strip(), f"best AUC {best_auc:.4f}" if best_auc else "")
                 try:
                     with heartbeat(study, trial):
                         result = PIPELINES.get(ctx.task.name)(ctx, trial)
@@ -352,17 +351,8 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                     tqdm.write(f"trial {trial.number}: AUC {val['auc']:.4f}, sens {val['sensitivity']:.3f} / spec "
                                f"{val['specificity']:.3f}, {result.measurement.short()}, train "
                                f"{result.seconds.get('train', 0):.0f} s  {result.spec.summary()}", file=sys.stderr)
-                done_before = done
                 done, _ = budget_state(study)
-                bar.update(min(done, config.trials) - bar.n)
-                if not bar.disable:
-                    continue
-                spent += done - done_before  # without a terminal, the bar's figures go into the log instead
-                elapsed = time.monotonic() - started
-                left = elapsed / spent * (config.trials - done) if spent else float("nan")
-                tqdm.write(f"  [{min(done, config.trials)}/{config.trials} trials, {_clock(elapsed)} elapsed, "
-                           f"~{_clock(left)} left" + (f", best AUC {best_auc:.4f}]" if best_auc else "]"),
-                           file=sys.stderr)
+                bar.end_trial(done, f"best AUC {best_auc:.4f}" if best_auc else "")
     finally:
         bar.close()
     return run
@@ -395,13 +385,6 @@ def constraint_values(settings: StudySettings, result: TrialResult) -> dict[str,
     if settings.min_sensitivity is not None:
         values["min_sensitivity"] = settings.min_sensitivity - result.metrics["val"]["sensitivity"]
     return values
-
-
-def _clock(seconds: float) -> str:
-    if seconds != seconds:  # NaN: nothing to extrapolate from yet
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
 
 
 def _best(study: optuna.Study, name: str, objectives: list) -> float | None:

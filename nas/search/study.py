@@ -15,6 +15,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict
 
+from nas.defaults import GRACE_PERIOD_S, SAMPLERS
 from nas.errors import ConfigError, StudyError, unknown_name
 from nas.hardware import cpu_name
 from nas.hardware.onnxruntime_cpu import available_threads
@@ -23,8 +24,6 @@ SETTINGS_ATTR = "nas_settings"
 RUN_ATTR = "nas_run"
 ENVIRONMENT_ATTR = "nas_environment"
 HEARTBEAT_INTERVAL_S = 10
-GRACE_PERIOD_S = 60
-SAMPLERS = ("nsga2", "tpe", "gp", "random")
 SCHEMA_RETRIES = 5
 
 
@@ -46,6 +45,8 @@ class StudySettings(BaseModel):
     data: str
     data_fingerprint: str
     seed: int
+    epochs: int | None = None
+    """--epochs, the cap on every trial's training: records made under another cap do not compare."""
     latency_method: str = "measured"
     """measured (here), remote (an agent on the device) or estimated: a study never mixes them."""
     fidelity: dict[str, Any] | None = None
@@ -54,7 +55,7 @@ class StudySettings(BaseModel):
     # What must match for a study to resume (settled point 12); seed and sampler may change between runs.
     STRICT: ClassVar[tuple[str, ...]] = ("task", "space_digest", "hardware_digest", "objectives", "max_latency_ms",
                                "min_sensitivity", "target_sensitivity", "data_fingerprint",
-                               "latency_method", "fidelity")
+                               "latency_method", "fidelity", "epochs")
 
     def differences(self, stored: StudySettings) -> list[str]:
         out = []

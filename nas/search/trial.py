@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from nas import interrupt
+from nas import interrupt, progress
 from nas._registry import Registry
 from nas._io import atomic_write_bytes, write_json
 from nas.compress import build_model, load_model, plan_channels, prune_to_channels, quantize_int8
@@ -111,6 +111,7 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
                          f"here (precisions: {', '.join(ctx.target.precisions)})")
 
     # Phase 1: latency depends only on shapes, so the deployed shapes are measured on an untrained model first.
+    progress.phase("measuring")
     started = time.monotonic()
     torch.manual_seed(ctx.seed + trial.number)  # initial weights are part of what --seed fixes
     model = create_model(spec)
@@ -135,6 +136,7 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     # Phase 2: train (distilling if asked), prune to the planned counts and fine-tune, export, quantize, and
     # score the deployed artifact on the validation split.
     started = time.monotonic()
+    progress.phase("training")
     distill, teacher = distillation(ctx, spec, flags)
     seed = ctx.seed + trial.number
     partial = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
@@ -146,12 +148,14 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
         prune_to_channels(model, spec, spec.compression.channels)
         epochs = min(spec.compression.finetune_epochs, ctx.max_epochs or spec.compression.finetune_epochs)
         if epochs:
+            progress.phase("fine-tuning")
             recipe = spec.training.model_copy(update={"epochs": epochs, "lr": spec.training.lr * FINETUNE_LR_SCALE})
             finetune = ctx.task.train(model, spec, ctx.dataset, seed=seed + 1, deadline=deadline, recipe=recipe,
                                       distill=distill, device=ctx.train_device)
             train_log["finetune_epoch_losses"] = finetune["epoch_losses"]
     seconds["train"] = time.monotonic() - started
     interrupt.check()
+    progress.phase("scoring")
     started = time.monotonic()
     save_weights(model, out / "model.pt")
     quantized = spec.compression.quant == "int8"

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas import interrupt
+from nas import interrupt, progress
 from nas.errors import TrialError
 from nas.spec import TrainingSpec
 from nas.train.distill import distillation_loss
@@ -95,6 +95,7 @@ def train_classifier(
     start = time.monotonic()
     model.train()
     for epoch in range(first, last):
+        progress.epoch(epoch + 1, last)
         order = torch.randperm(len(labels), generator=generator)
         running = 0.0
         for step in range(steps_per_epoch):

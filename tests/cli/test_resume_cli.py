@@ -62,8 +62,10 @@ def test_interrupt_marks_the_running_trial_and_resume_finishes(tmp_path, sig):
     target = len(before) + 1
     resumed = run_nas(*ARGS, "--trials", str(target), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(before)}/{target} done; trial {interrupted[0].number} interrupted, retrying" in resumed.stderr
     after = completed(tmp_path)
     assert len(after) == target  # the interrupted trial does not count against the budget
+    assert interrupted[0].params in [params for _, params in after.values()]  # it ran again, same parameters
     assert all(after[n] == v for n, v in before.items())
     assert json.loads((tmp_path / "results" / "r" / "pareto.json").read_text())["members"]
 

@@ -12,7 +12,8 @@ from sklearn.linear_model import LogisticRegression
 
 from conftest import run_nas
 from nas.clinical.calibration import (
-    calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band,
+    MIN_BAND_WIDTH, MIN_SCORE_SPREAD, calibrated_scores, expected_calibration_error, fit_temperature, in_band,
+    referral_band, score_health,
 )
 from nas.data import load_dataset
 from nas.export import onnx_predict, onnx_session
@@ -96,6 +97,28 @@ def test_export_records_calibration_referral_and_drift_reference(exported_model)
     assert 0 <= kept["sensitivity"] <= 1 and 0 <= kept["specificity"] <= 1
 
 
+def test_export_judges_its_own_scores(exported_model):
+    """One epoch on 28x28 images leaves a model whose calibrated scores bunch together (issue 19's smoke export):
+    the card must say so from the same scores this test recomputes, and not present the band as working."""
+    io, logits, _ = _validation(exported_model)
+    scores = calibrated_scores(logits, io["calibration"]["temperature"])
+    spread = float(np.quantile(scores, 0.95) - np.quantile(scores, 0.05))
+    card = json.loads((exported_model / "model_card.json").read_text())
+    health = card["calibration"]["health"]
+    low, high = io["referral_band"]
+    assert health["spread_p5_p95"] == pytest.approx(spread) and health["band_width"] == pytest.approx(high - low)
+    assert health["collapsed"] == (spread < MIN_SCORE_SPREAD)
+    assert health["band_degenerate"] == (high - low < MIN_BAND_WIDTH)
+    text = (exported_model / "model_card.md").read_text()
+    assert ("**Referral band not usable**" in text) == health["band_degenerate"]
+    assert ("can be read as a probability" in text) != health["collapsed"]
+
+
+def test_a_trained_model_has_spread_scores_and_a_working_band(trained_export):
+    health = json.loads((trained_export / "model_card.json").read_text())["calibration"]["health"]
+    assert health["warnings"] == [] and health["spread_p5_p95"] > MIN_SCORE_SPREAD
+
+
 def test_refer_rate_option(exported_model, tmp_path):
     cwd = tmp_path / "study"
     shutil.copytree(exported_model.parent / "results", cwd / "results")
@@ -104,6 +127,29 @@ def test_refer_rate_option(exported_model, tmp_path):
     wide = run_nas(*args, "--refer-rate", "0.3", "--json", cwd=cwd)
     assert wide.returncode == 0, wide.stderr
     assert json.loads(wide.stdout)["referral"]["val_referred"] == pytest.approx(0.3, abs=0.01)
+    for warning in json.loads(wide.stdout)["calibration"]["health"]["warnings"]:
+        assert f"warning: {warning}" in wide.stderr  # said at export, on stderr: stdout stays one JSON document
     assert json.loads((cwd / "wide" / "io.json").read_text())["refer_rate"] == 0.3
     bad = run_nas(*args, "--refer-rate", "1.5", cwd=cwd)
     assert bad.returncode == 2 and "--refer-rate must be in [0, 1)" in bad.stderr
+
+
+def test_collapsed_scores_and_a_degenerate_band_are_flagged():
+    """The smoke export of issue 19: temperature 7.8 left every score in 0.7416-0.7475, band 0.743-0.743."""
+    scores = np.random.default_rng(0).uniform(0.7416, 0.7475, 524)
+    band = referral_band(scores, 0.7431, 0.10)
+    health = score_health(scores, band, 0.10)
+    assert health.collapsed and health.band_degenerate
+    spread, band_warning = health.warnings()
+    assert "collapsed: 90% of them lie within 0.005" in spread and "does not read as a probability" in spread
+    assert band_warning.startswith(f"the referral band is {band[1] - band[0]:.4f} wide (under 0.01)")
+    assert health.as_dict()["warnings"] == [spread, band_warning]
+
+
+def test_spread_scores_and_a_working_band_pass():
+    logits = np.random.default_rng(1).normal(0, 2, (524, 1)) * np.array([[-1.0, 1.0]])
+    scores = calibrated_scores(logits, 1.0)
+    health = score_health(scores, referral_band(scores, 0.5, 0.10), 0.10)
+    assert not health.collapsed and not health.band_degenerate and not health.off_rate
+    assert health.warnings() == []
+    assert score_health(scores, (0.5, 0.5), 0.0).warnings() == []  # no band asked: none to judge

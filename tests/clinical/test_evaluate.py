@@ -17,7 +17,9 @@ from sklearn.metrics import recall_score, roc_auc_score
 
 from conftest import REPO, SHARED, run_nas
 from nas._io import file_digest
-from nas.clinical.evaluate import case_keys, evaluate_export, flag_rule, load_cases, subgroups
+from nas.clinical.evaluate import (
+    against_targets, case_keys, evaluate_export, flag_rule, load_cases, subgroups, summary,
+)
 from nas.clinical.predict import DeployedModel
 from nas.data import BUNDLED_PNEUMONIAMNIST
 from nas.tasks.xray import preprocess
@@ -148,6 +150,29 @@ def test_flag_rule_on_a_hand_made_case():
     assert rows["C"]["flagged"] is None and rows["C"]["specificity"]["value"] == 1.0
     loose = subgroups(labels, scores, 0.5, np.zeros(35, bool), groups, margin=0.4)
     assert loose["flagged"] == [] and "more than 0.4 below" in loose["rule"]  # a gap equal to the margin passes
+
+
+def test_figures_far_from_the_exports_targets_are_flagged_with_the_rule():
+    """Issue 19's audit: sensitivity 0.590 against a 0.95 target and 25.5% referred against 10% asked."""
+    metrics = {"sensitivity": {"value": 0.590}, "referral_rate": {"value": 0.255}}
+    out = against_targets(metrics, 0.95, 0.10, margin=0.05)
+    assert out["flagged"] == ["sensitivity", "referral_rate"]
+    assert [(r["value"], r["target"]) for r in out["rows"]] == [(0.590, 0.95), (0.255, 0.10)]
+    assert "more than 0.05 off the export's own target" in out["rule"]
+    near = against_targets({"sensitivity": {"value": 0.93}, "referral_rate": {"value": 0.14}}, 0.95, 0.10, 0.05)
+    assert near["flagged"] == [] and [r["flagged"] for r in near["rows"]] == [False, False]
+    assert against_targets(metrics, None, None, 0.05)["rows"] == []  # an export without targets is not judged
+
+
+def test_audit_judges_the_exports_own_targets(exported_model, audit):
+    card = json.loads((exported_model / "model_card.json").read_text())
+    rows = {r["figure"]: r for r in audit["targets"]["rows"]}
+    assert rows["sensitivity"]["target"] == card["target_sensitivity"]
+    assert rows["referral_rate"]["target"] == card["referral"]["refer_rate"]
+    assert rows["sensitivity"]["value"] == audit["metrics"]["sensitivity"]["value"]
+    text = "\n".join(summary(audit))
+    assert f"sensitivity {rows['sensitivity']['value']:.3f} against target {card['target_sensitivity']:g}" in text
+    assert ("rule: a figure is flagged" in text) == bool(audit["targets"]["flagged"])
 
 
 def test_groups_file_matching_no_input_names_the_first_few(exported_model, tmp_path):

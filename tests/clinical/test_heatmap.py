@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from PIL import Image
 
 from conftest import SHARED, run_nas
 from nas.clinical.calibration import calibrated_scores
-from nas.clinical.heatmap import Explainer, target_layer
+from nas.clinical.heatmap import Explainer, overlay_paths, target_layer
 from nas.compress import build_model
 from nas.data import load_dataset
 from nas.export import onnx_predict, onnx_session
@@ -119,3 +120,13 @@ def test_int8_overlay_says_it_comes_from_the_float_twin(exported_model, tmp_path
     assert proc.returncode == 0, proc.stderr
     note = Image.open(tmp_path / "heat" / "chest.png").text["Description"]
     assert "Grad-CAM from the float twin (model.pt) of the deployed INT8 model.int8.onnx" in note
+
+
+def test_overlays_of_one_name_in_different_folders_say_which_is_which(tmp_path):
+    inputs = [Path("ward-a/2024/chest.dcm"), Path("ward-b/2024/chest.dcm"), Path("ward-a/knee.png"),
+              Path("/scans/ward-a/2024/chest.png"), Path("ward-a/knee.png")]
+    names = [p.name for p in overlay_paths(inputs, tmp_path)]
+    assert names == ["ward-a--2024--chest.png", "ward-b--2024--chest.png", "knee.png", "scans--ward-a--2024--chest.png",
+                     "knee-2.png"]
+    assert [p.name for p in overlay_paths([Path("a/chest.dcm"), Path("b/lung.dcm")], tmp_path)] == ["chest.png",
+                                                                                                      "lung.png"]

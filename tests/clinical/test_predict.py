@@ -8,6 +8,7 @@ import shutil
 import struct
 import time
 import zlib
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,8 @@ def test_png_jpeg_and_dicom_get_the_same_score(trained_export, images, tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = _rows(out)
     assert set(rows) == {"xray.png", "xray.jpeg", "xray.dcm", "IM000001"}  # notes.txt skipped in the folder
+    printed = list(csv.DictReader(StringIO(proc.stdout), delimiter="\t"))
+    assert printed == list(csv.DictReader(StringIO(out.read_text())))  # the terminal shows the CSV's columns, values
     scores = {name: float(r["score"]) for name, r in rows.items()}
     assert scores["xray.jpeg"] == pytest.approx(scores["xray.png"], abs=1e-6)
     assert scores["xray.dcm"] == pytest.approx(scores["xray.png"], abs=1e-3)
@@ -147,7 +150,8 @@ def test_labels_go_to_the_shadow_log(exported_model, images, tmp_path):
     assert proc.returncode == 0, proc.stderr
     logged = {Path(p.input).name: p for p in read_log(log).predictions}
     assert logged["xray.png"].label == 1 and logged["xray.jpeg"].label is None
-    assert logged["xray.png"].score == pytest.approx(float(proc.stdout.split("\t")[1]), abs=1e-4)
+    printed = {Path(r["input"]).name: r for r in csv.DictReader(StringIO(proc.stdout), delimiter="\t")}
+    assert logged["xray.png"].score == pytest.approx(float(printed["xray.png"]["score"]), abs=1e-4)
 
 
 def test_labels_matching_no_input_are_refused(exported_model, images, tmp_path):
@@ -233,9 +237,10 @@ def test_one_bad_file_never_costs_the_batch(exported_model, tmp_path):
     assert "Traceback" not in proc.stderr and "3 scored, 7 failed" in proc.stderr
     rows = _rows(out)
     assert set(rows) == {"good0.dcm", "good1.dcm", "good2.dcm", *HOSTILE}
+    printed = {Path(r["input"]).name: r for r in csv.DictReader(StringIO(proc.stdout), delimiter="\t")}
     for name, message in HOSTILE.items():
         assert message in rows[name]["error"] and name in rows[name]["error"], rows[name]
-        assert rows[name]["score"] == "" and f"{name}\terror: " in proc.stdout
+        assert rows[name]["score"] == "" and printed[name]["error"] == rows[name]["error"]
     for name in ("good0.dcm", "good1.dcm", "good2.dcm"):
         assert rows[name]["error"] == "" and 0 <= float(rows[name]["score"]) <= 1
     logged = {Path(p.input).name: p for p in read_log(log).predictions}

@@ -95,6 +95,7 @@ def test_explanation_names_rule_binding_constraint_and_the_trade():
     assert "0.0200 AUC lower and 1.000 ms faster at p95 than trial 3" in text  # what the budget cost
     assert "next candidate: trial 8" in text and "0.0300 AUC higher and 0.500 ms slower at p95 than trial 8" in text
     assert "nas export --study hand --trial 5" in text
+    assert "at threshold 0.4000 on the uncalibrated score" in text  # the card's calibrated one is a different scale
 
 
 def test_estimated_latency_is_flagged():

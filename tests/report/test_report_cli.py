@@ -72,6 +72,8 @@ def test_default_view_marks_front_baselines_knee_and_hover(study):
         assert x == member["latency"]["p95_ms"]  # the re-measured number, not the search-time one
         assert member["summary"] in hover and f"test: AUC {member['metrics']['test']['auc']:.4f}" in hover
         assert "onnxruntime" in hover and "p99" in hover and "re-measured" in hover
+        threshold = member["metrics"]["val"]["threshold"]
+        assert f"@ threshold {threshold:.4f} (uncalibrated score" in hover  # the same 4 decimals as nas pick
     assert list(traces["baselines"].text) == [b["baseline"] for b in doc["baselines"]]
     assert any(a.text == f"knee: trial {doc['knee_trial']}" for a in fig.layout.annotations)
     faded = traces["other trials (dominated or over a limit)"]

@@ -87,6 +87,9 @@ def test_export_and_detect_json(study, tmp_path):
     scores = [c["score"] for c in found["candidates"]]
     assert scores == sorted(scores, reverse=True) and len(scores) <= card["spec"]["candidates"]
     assert "screened" in done.stderr
+    test_cpm = card["metrics"]["test"]["cpm"]
+    assert found["model"]["test_cpm"] == test_cpm and found["model"]["val_cpm"] == card["metrics"]["val"].get("cpm")
+    assert ("warning: weak model: test CPM" in done.stderr) == (test_cpm < 0.2)
 
 
 def test_detect_on_a_folder_without_a_scan_fails_clearly(study, tmp_path):

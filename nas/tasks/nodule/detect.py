@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,29 @@ from nas.tasks.nodule.pipeline import TwoStage, load_pipeline
 from nas.tasks.nodule.volume import diameter_mm, prepare
 
 SCHEMA_VERSION = 1
+WEAK_CPM = 0.2
+"""Below this CPM (mean sensitivity over 1/8..8 false positives per scan) most nodules are missed at every
+operating point: the candidates such a model lists are not worth a reader's attention."""
+
+
+def model_figures(model_dir: Path) -> dict[str, Any]:
+    """The pipeline's validation and test CPM as its export (model_card.json) or trial folder recorded them, and
+    a warning when the model is weak; a figure nobody recorded is None."""
+    folder = Path(model_dir)
+    card, result, test = (folder / name for name in ("model_card.json", "result.json", "test_metrics.json"))
+    if card.is_file():
+        metrics = json.loads(card.read_text())["metrics"]
+        val, tested = metrics.get("val") or {}, metrics.get("test") or {}
+    else:
+        val = json.loads(result.read_text())["metrics"]["val"] if result.is_file() else {}
+        tested = json.loads(test.read_text()) if test.is_file() else {}
+    figures = {"val_cpm": val.get("cpm"), "test_cpm": tested.get("cpm")}
+    judged = figures["test_cpm"] if figures["test_cpm"] is not None else figures["val_cpm"]
+    weak = judged is not None and judged < WEAK_CPM
+    return {**figures, "warning": (f"weak model: {'test' if figures['test_cpm'] is not None else 'validation'} "
+                                   f"CPM {judged:.3f} is under {WEAK_CPM}; its candidates mean little") if weak
+            else None if judged is not None else "this model's CPM is not recorded: its accuracy is unknown"}
+
 
 
 def detect(model_dir: Path, scan_path: Path, *, min_score: float = 0.0, threads: int | None = None,
@@ -24,6 +48,9 @@ def detect(model_dir: Path, scan_path: Path, *, min_score: float = 0.0, threads:
     DICOM problems are reported by the readers; a scan in which no lung is found raises DataError."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
     spec, screen_onnx, classify_onnx = load_pipeline(model_dir)
+    figures = model_figures(model_dir)
+    if figures["warning"]:
+        say(f"warning: {figures['warning']}")
     detector = TwoStage(spec, screen_onnx, classify_onnx, threads)
     timing: dict[str, float] = {}
     started = time.perf_counter()
@@ -50,4 +77,4 @@ def detect(model_dir: Path, scan_path: Path, *, min_score: float = 0.0, threads:
     timing["total"] = (time.perf_counter() - started) * 1000
     return {"schema_version": SCHEMA_VERSION, "series_uid": scan.series_uid, "candidates": candidates,
             "timing_ms": {k: round(v, 1) for k, v in timing.items()},
-            "pipeline": spec.summary(), "min_score": min_score}
+            "pipeline": spec.summary(), "min_score": min_score, "model": figures}
