@@ -14,7 +14,7 @@ from nas.errors import NasError
 
 
 # One module per verb under nas/cli/, each with register(subparsers); listed here in `nas --help` order.
-VERBS = ("search", "worker", "export", "spaces", "profiles", "measure", "calibrate", "agent", "report", "pick",
+VERBS = ("search", "worker", "export", "spaces", "tasks", "profiles", "measure", "calibrate", "agent", "report", "pick",
          "dashboard", "predict", "evaluate", "monitor", "detect")
 
 

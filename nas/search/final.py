@@ -17,7 +17,8 @@ from nas.hardware import Measurement
 from nas.search.objectives import resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
-from nas.search.runner import SearchRun, constraint_values
+from nas.search.constraints import result_constraints
+from nas.search.runner import SearchRun
 from nas.search.trial import CHECKPOINT, DEPLOYED_ONNX, FLOAT_ONNX, deployed_artifact
 from nas.search.warm_start import TRAINED_WEIGHTS
 
@@ -35,7 +36,7 @@ def completed_results(run: SearchRun) -> list[TrialResult]:
 
 def feasible(run: SearchRun, result: TrialResult) -> bool:
     """Feasible by the same constraint values the search gave Optuna."""
-    return all(value <= 0 for value in constraint_values(run.settings, result).values())
+    return all(value <= 0 for value in result_constraints(run.settings.constraints, result).values())
 
 
 def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
         "task": settings.task,
         "hardware": settings.hardware,
         "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
-        "constraints": {"max_latency_ms": settings.max_latency_ms, "min_sensitivity": settings.min_sensitivity},
+        "constraints": settings.constraints.as_dict(),
         "target_sensitivity": settings.target_sensitivity,
         "members": [entry(r) for r in members],
         "baselines": [entry(r) for r in baselines],

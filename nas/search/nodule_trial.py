@@ -41,9 +41,10 @@ from nas.search.final import (
     TASK_FINALIZERS,
     completed_results,
     compression_effect,
+    feasible,
     prune_artifacts,
 )
-from nas.search.objectives import OBJECTIVES, Objective, resolve_objectives
+from nas.search.objectives import Objective, resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import ScanLatency, TrialResult
 from nas.search.runner import SearchRun
@@ -52,8 +53,8 @@ from nas.search.trial import (
     FINETUNE_LR_SCALE,
     FLOAT_ONNX,
     PIPELINES,
-    Infeasible,
     TrialContext,
+    check_budgets,
     deployed_artifact,
     measure_precisions,
     save_weights,
@@ -167,10 +168,7 @@ def run_nodule_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     seconds["measure"] = time.monotonic() - started
     write_json(out / "measurement.json", measurement.model_dump())
     trial.set_user_attr("measurement", measurement.model_dump())
-    budget = ctx.max_latency_ms  # per whole scan: the task has no default budget (a profile's is per inference)
-    if budget is not None and measurement.p95_ms > budget:
-        raise Infeasible(f"p95 per-scan time {measurement.p95_ms:.0f} ms (with all {spec.candidates} candidates) "
-                         f"is over the {budget:g} ms per-scan budget")
+    check_budgets(ctx, measurement, f"p95 per-scan time (with all {spec.candidates} candidates)")
 
     # Phase 2: train both stages, compress the second, export, score on validation.
     started = time.monotonic()
@@ -289,12 +287,6 @@ def _score_on_test(run: SearchRun, r: TrialResult) -> tuple[dict[str, Any], Eval
     return metrics, evaluation
 
 
-def _feasible(run: SearchRun, r: TrialResult) -> bool:
-    budget, floor = run.context.max_latency_ms, run.settings.min_sensitivity
-    return (budget is None or r.measurement.p95_ms <= budget) and \
-        (floor is None or float(r.metrics["val"]["sensitivity"]) >= floor)  # type: ignore[arg-type]
-
-
 def _values(objectives: list[Objective], r: TrialResult) -> list[float]:
     return [o.value(r) for o in objectives]
 
@@ -307,7 +299,7 @@ def finalize_nodule(run: SearchRun, *, keep_artifacts: str, say: Any) -> dict[st
     objectives = resolve_objectives(settings.objectives)
     directions = [o.direction for o in objectives]
     results = completed_results(run)
-    candidates = [r for r in results if _feasible(run, r)]
+    candidates = [r for r in results if feasible(run, r)]
     on = non_dominated([_values(objectives, r) for r in candidates], directions) if candidates else []
     front = [r for r, keep in zip(candidates, on) if keep]
 
@@ -358,8 +350,7 @@ def finalize_nodule(run: SearchRun, *, keep_artifacts: str, say: Any) -> dict[st
         "schema_version": SCHEMA_VERSION, "study": run.study.study_name, "task": settings.task,
         "hardware": settings.hardware,
         "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
-        "constraints": {"max_latency_ms": ctx.max_latency_ms, "min_sensitivity": settings.min_sensitivity,
-                        "latency_unit": "one whole scan"},
+        "constraints": settings.constraints.as_dict() | {"latency_unit": "one whole scan"},
         "target_sensitivity": settings.target_sensitivity,
         "members": [entry(r) for r in members], "baselines": [], "dense_baseline": dense,
         "knee_trial": knee_trial,
@@ -385,6 +376,3 @@ def finalize_nodule(run: SearchRun, *, keep_artifacts: str, say: Any) -> dict[st
 
 PIPELINES.register("nodule", run_nodule_trial)
 TASK_FINALIZERS["nodule"] = finalize_nodule
-OBJECTIVES.register("cpm", Objective(
-    "cpm", "maximize", "validation CPM of a detection pipeline (mean sensitivity at 1/8..8 FPs per scan)",
-    lambda r: float(r.metrics["val"]["cpm"])))  # type: ignore[arg-type]

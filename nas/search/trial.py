@@ -25,6 +25,7 @@ from nas.hardware import HardwareProfile, Measurement, Target
 from nas.hardware.cache import MeasurementCache
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
+from nas.search.constraints import Constraints, constraint_values
 from nas.search.fidelity import BRACKET_ATTR, RUNGS_ATTR, Fidelity, promotion, rung_competitors
 from nas.search.objectives import Objective
 from nas.search.result import TrialResult
@@ -67,7 +68,7 @@ class TrialContext:
     results_dir: Path
     seed: int
     target_sensitivity: float
-    max_latency_ms: float | None
+    constraints: Constraints
     max_epochs: int | None
     trial_timeout: float | None
     train_device: str = "cpu"
@@ -343,10 +344,11 @@ def distillation(ctx: TrialContext, spec: Spec, flags: list[str]) -> tuple[Disti
     return Distillation(logits, temperature=c.temperature, alpha=c.alpha), teacher.name
 
 
-def check_budgets(ctx: TrialContext, m: Measurement) -> None:
-    budget = ctx.max_latency_ms
-    if budget is not None and m.p95_ms > budget:
-        raise Infeasible(f"p95 latency {m.p95_ms:.3f} ms is over the {budget} ms budget")
+def check_budgets(ctx: TrialContext, m: Measurement, what: str = "p95 latency") -> None:
+    """Phase 1's verdict: the study's constraints on the untrained shapes (latency only), and the profile's
+    memory budget."""
+    if constraint_values(ctx.constraints, p95_ms=m.p95_ms, sensitivity=None).get("max_latency_ms", 0) > 0:
+        raise Infeasible(f"{what} {m.p95_ms:.3f} ms is over the {ctx.constraints.max_latency_ms:g} ms budget")
     memory = ctx.profile.budgets.max_memory_mb
     if memory is not None and m.peak_memory_mb > memory:
         raise Infeasible(f"peak memory {m.peak_memory_mb:.1f} MB is over the {memory} MB budget")

@@ -15,6 +15,7 @@ from nas.data import Dataset
 from nas.export import Predictor
 from nas.hardware import HardwareProfile
 from nas.spec import Spec, TrainingSpec
+from nas.tasks._objectives import OBJECTIVES, Objective
 from nas.train import Distillation
 
 
@@ -22,9 +23,12 @@ class Task(ABC):
     """Knows nothing of Optuna: it trains a spec and scores a deployed artifact on a split."""
 
     name: str
+    description: str
     default_space: str
     metric_names: tuple[str, ...]
     default_objectives: tuple[str, ...] = ("auc", "latency_p95")
+    objectives: tuple[Objective, ...] = ()
+    """Objectives only this task's metrics carry (registered with the task, see `register_task`)."""
 
     def latency_budget_ms(self, profile: HardwareProfile) -> float | None:
         """The budget a search applies when --max-latency-ms is not given: the profile's, per inference."""
@@ -64,6 +68,14 @@ class Task(ABC):
 
 
 TASKS: Registry[Task] = Registry("task")
+
+
+def register_task(task: Task) -> Task:
+    """The one place a task plugs in: the task and the objectives its metrics add."""
+    TASKS.register(task.name, task)
+    for objective in task.objectives:
+        OBJECTIVES.register(objective.name, objective)
+    return task
 
 
 def get_task(name: str) -> Task:

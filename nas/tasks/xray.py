@@ -15,7 +15,7 @@ from nas.data import Dataset, load_dataset
 from nas.export import Predictor, onnx_predict, onnx_session
 from nas.metrics import binary_metrics, threshold_for_sensitivity
 from nas.spec import Spec, TrainingSpec
-from nas.tasks._task import TASKS, Task
+from nas.tasks._task import Task, register_task
 from nas.train import Distillation, train_classifier
 
 # Pre-processing a deployment must repeat: scale to [0, 1], then (x - MEAN) / STD, resized to the input size.
@@ -34,6 +34,7 @@ def preprocess(images: np.ndarray, input_size: int) -> torch.Tensor:
 
 class XrayTask(Task):
     name = "xray"
+    description = "chest X-ray classification, normal vs abnormal (MedMNIST npz, image folders, DICOM)"
     default_space = "xray"
     metric_names = ("auc", "accuracy", "sensitivity", "specificity", "threshold")
 
@@ -79,4 +80,4 @@ class XrayTask(Task):
         return binary_metrics(labels, scores, threshold)
 
 
-TASKS.register(XrayTask.name, XrayTask())
+register_task(XrayTask())

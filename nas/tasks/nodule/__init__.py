@@ -21,7 +21,8 @@ from nas.hardware import HardwareProfile
 from nas.metrics import binary_metrics, threshold_for_sensitivity
 from nas.models.volume import is_volume_family
 from nas.spec import Spec, TrainingSpec
-from nas.tasks._task import TASKS, Task
+from nas.tasks._objectives import Objective
+from nas.tasks._task import Task, register_task
 from nas.tasks.nodule.data import NoduleData, load_nodule_dataset, nodule_data
 from nas.tasks.nodule.pipeline import (
     Evaluation,
@@ -41,9 +42,12 @@ def stage_of(spec: Spec) -> str:
 
 class NoduleTask(Task):
     name = "nodule"
+    description = "lung nodule detection in CT: 2D slab screener + 3D patch classifier, scored by FROC (CPM)"
     default_space = "nodule"
     metric_names = ("auc", "accuracy", "sensitivity", "specificity", "threshold", "cpm", "sensitivity_at_fp")
     default_objectives = ("cpm", "latency_p95")
+    objectives = (Objective("cpm", "maximize", "validation CPM of a detection pipeline (mean sensitivity at 1/8..8 "
+                            "FPs per scan)", lambda r: float(r.metrics["val"]["cpm"])),)
 
     def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset:
         if positive_class not in (None, "nodule"):
@@ -96,4 +100,4 @@ class NoduleTask(Task):
         return evaluate_scans(detector.run, data.froc_scans(split))
 
 
-TASKS.register(NoduleTask.name, NoduleTask())
+register_task(NoduleTask())
