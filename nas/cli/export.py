@@ -11,6 +11,7 @@ from nas.report.package import (
     INT8_MAX_AUC_DROP,
     REFER_RATE,
     export_trial,
+    open_trial,
     study_task,
 )
 from nas.tasks.nodule.export import export_nodule_trial
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if study_task(args.results, args.study) == "nodule":  # two stage models, a pipeline config and a card
-        card = export_nodule_trial(args.results, args.study, args.trial, args.out, data=args.data)
+        card = export_nodule_trial(*open_trial(args.results, args.study, args.trial, args.data), args.out)
         if args.json:
             print_json(card)
         else:

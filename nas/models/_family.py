@@ -27,6 +27,8 @@ class Family:
     sample: Callable[[ParamFn], dict[str, Any]]
     """Turns drawn parameters into the resolved `Spec.arch` (e.g. a list of stages)."""
     build: Callable[[Spec], nn.Module]
+    spatial_dims: int = 2
+    """2: images (C, H, W); 3: volumes (C, D, H, W), as MONAI's `spatial_dims`. Specs of the family carry it."""
 
 
 FAMILIES: Registry[Family] = Registry("model family")

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.models._family import Family, ParamFn
-from nas.models.volume import PATCH_PARAMS, register_volume_family
+from nas.models._family import Family, ParamFn, register_family
+from nas.models.volume import PATCH_PARAMS
 
 
 class BasicBlock3d(nn.Module):
@@ -60,7 +60,7 @@ def _sample(p: ParamFn) -> dict[str, Any]:
             "dropout": float(p("dropout"))}
 
 
-register_volume_family(
+register_family(
     Family(
         name="resnet3d",
         description="small 3D ResNet for CT patches (stem, stages of basic 3x3x3 residual blocks)",
@@ -68,5 +68,6 @@ register_volume_family(
                 *PATCH_PARAMS),
         sample=_sample,
         build=lambda spec: ResNet3d(spec.in_channels, spec.num_classes, spec.arch),
+        spatial_dims=3,
     )
 )

@@ -34,11 +34,9 @@ from nas.export import check_parity, to_onnx
 from nas.hardware import Measurement, Target
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
-from nas.models.volume import as_model_spec
-from nas.search.final import (
+from nas.search.front import (
     ARTIFACTS,
     SCHEMA_VERSION,
-    TASK_FINALIZERS,
     completed_results,
     compression_effect,
     feasible,
@@ -151,14 +149,14 @@ def run_nodule_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     started = time.monotonic()
     torch.manual_seed(ctx.seed + trial.number)
     screen_model = create_model(spec.screen)
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     classify_model = create_model(classify_spec)
     if classify_spec.compression.prune_ratio:
         channels = plan_channels(classify_model, classify_spec, classify_spec.compression.prune_ratio,
                                  ctx.profile.channel_multiple)
         classify_spec = classify_spec.model_copy(
             update={"compression": classify_spec.compression.model_copy(update={"channels": channels})})
-        spec = spec.model_copy(update={"classify": Spec.model_validate(classify_spec.model_dump())})
+        spec = spec.model_copy(update={"classify": classify_spec})
     write_json(out / PIPELINE_FILE, spec.model_dump(mode="json"))
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     deployed_shapes = build_model(classify_spec)
@@ -222,7 +220,7 @@ def run_nodule_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
         flags.append("validation FROC is on a composite (held-out nodules pasted into training scans): it ranks "
                      "candidates; only the test scans measure detection")
     result = TrialResult(
-        trial=trial.number, spec=Spec.model_validate(classify_spec.model_dump()),
+        trial=trial.number, spec=classify_spec,
         params=count_params(screen_model) + count_params(deployed_shapes), macs=macs, measurement=measurement,
         metrics={"val": val}, float_metrics={"val": float_val}, latency_by_precision=by_precision, flags=flags,
         train_log=train_log, seconds=seconds, pipeline=spec.model_dump(mode="json"), scan_latency=latency,
@@ -236,7 +234,7 @@ def dense_baseline(target: Target, spec: NoduleSpec, classify_onnx: Path, data: 
                    split: str) -> dict[str, Any]:
     """Stage 2 alone over every lung window of the split's scans: FROC, and its per-scan time composed the same way
     (measured pre-processing + measured time per batch of DENSE_BATCH windows x batches)."""
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     scans = data.froc_scans(split)
     predict = probabilities(classify_onnx)
     evaluation = evaluate_scans(lambda p: run_dense(predict, p, spec.patch_size, spec.candidates), scans)
@@ -258,7 +256,7 @@ def _remeasure(run: SearchRun, r: TrialResult, data: NoduleData) -> tuple[Measur
     """Both stages measured again, composed with the runs per scan found during the search."""
     ctx = run.context
     spec, screen_onnx, classify_onnx = load_pipeline(ctx.trial_dir(r.trial))
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     screen = measure_at_batch(ctx.target, screen_onnx, "fp32", spec.screen.input_shape, SCREEN_BATCH)
     classify = ctx.target.measure(classify_onnx, classify_spec.compression.quant, classify_spec.input_shape,
                                   load_model(classify_spec, classify_onnx.parent / "model.pt")
@@ -274,7 +272,7 @@ def _score_on_test(run: SearchRun, r: TrialResult) -> tuple[dict[str, Any], Eval
     ctx = run.context
     folder = ctx.trial_dir(r.trial)
     spec, screen_onnx, _ = load_pipeline(folder)
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     artifact = deployed_artifact(classify_spec, folder / CLASSIFY_DIR)
     task = ctx.task
     assert isinstance(task, NoduleTask)
@@ -375,4 +373,3 @@ def finalize_nodule(run: SearchRun, *, keep_artifacts: str, say: Any) -> dict[st
 
 
 PIPELINES.register("nodule", run_nodule_trial)
-TASK_FINALIZERS["nodule"] = finalize_nodule

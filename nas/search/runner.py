@@ -31,7 +31,6 @@ from nas.search.study import (
     ENVIRONMENT_ATTR, GRACE_PERIOD_S, RUN_ATTR, StudySettings, budget_state, count_trials, create_or_resume,
     default_study_name, fail_orphans, load_existing, make_sampler, open_storage, storage_url,
 )
-from nas.search.result import TrialResult
 from nas.search.fidelity import Fidelity, parse_fidelity
 from nas.search.warm_start import enqueue_front, load_warm_start
 from nas.search.trial import PIPELINES, Infeasible, StoppedEarly, TrialContext, record_failure

@@ -12,7 +12,7 @@ from torch import nn
 
 from nas._registry import Registry
 from nas.data import Dataset
-from nas.export import Predictor
+from nas.export import Normalisation, Predictor
 from nas.hardware import HardwareProfile
 from nas.spec import Spec, TrainingSpec
 from nas.tasks._objectives import OBJECTIVES, Objective
@@ -28,6 +28,8 @@ class Task(ABC):
     metric_names: tuple[str, ...]
     default_objectives: tuple[str, ...] = ("auc", "latency_p95")
     objectives: tuple[Objective, ...] = ()
+    normalisation: Normalisation
+    """What its inputs' pre-processing does, written into every export so a deployment repeats it."""
     """Objectives only this task's metrics carry (registered with the task, see `register_task`)."""
 
     def latency_budget_ms(self, profile: HardwareProfile) -> float | None:

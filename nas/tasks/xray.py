@@ -8,28 +8,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nas.data import Dataset, load_dataset
-from nas.export import Predictor, onnx_predict, onnx_session
+from nas.export import Normalisation, Predictor, image_inputs, onnx_predict, onnx_session
 from nas.metrics import binary_metrics, threshold_for_sensitivity
 from nas.spec import Spec, TrainingSpec
 from nas.tasks._task import Task, register_task
 from nas.train import Distillation, train_classifier
 
-# Pre-processing a deployment must repeat: scale to [0, 1], then (x - MEAN) / STD, resized to the input size.
-MEAN = 0.5
-STD = 0.5
+NORMALISATION = Normalisation(mean=0.5, std=0.5)
+"""Pre-processing a deployment must repeat: scale to [0, 1], then (x - 0.5) / 0.5, resized to the input size."""
 
 
 def preprocess(images: np.ndarray, input_size: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> normalised float32 at `input_size` (bilinear, antialiased when shrinking)."""
-    x = torch.from_numpy(images).float().div_(255.0)
-    if x.shape[-1] != input_size or x.shape[-2] != input_size:
-        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False,
-                          antialias=input_size < x.shape[-1])
-    return x.sub_(MEAN).div_(STD).contiguous()
+    """uint8 (N, C, H, W) -> the X-ray models' inputs at `input_size`."""
+    return image_inputs(images, input_size, NORMALISATION)
 
 
 class XrayTask(Task):
@@ -37,6 +31,7 @@ class XrayTask(Task):
     description = "chest X-ray classification, normal vs abnormal (MedMNIST npz, image folders, DICOM)"
     default_space = "xray"
     metric_names = ("auc", "accuracy", "sensitivity", "specificity", "threshold")
+    normalisation = NORMALISATION
 
     def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset:
         return load_dataset(path, positive_class=positive_class)

@@ -10,6 +10,7 @@ import pytest
 from conftest import FIXTURES, QUICK_PROFILE, REPO, SHARED, run_nas, schema
 
 from nas.report.html import write_report
+from nas.report.package import open_trial
 from nas.search.final import finalize
 from nas.search.runner import SearchConfig, prepare, run_search
 from nas.tasks.nodule.export import export_nodule_trial
@@ -73,7 +74,7 @@ def test_dense_baseline_is_measured_on_the_same_scans(study):
 def test_export_and_detect_json(study, tmp_path):
     results, doc = study
     trial = doc["knee_trial"]
-    card = export_nodule_trial(results, "nodule-tiny", trial, tmp_path / "model")
+    card = export_nodule_trial(*open_trial(results, "nodule-tiny", trial), tmp_path / "model")
     assert {"pipeline.json", "pipeline_config.json", "screen/model.onnx", "classify/model.onnx",
             "model_card.md"} <= set(card["files"])
     assert max(card["parity_max_abs_diff"].values()) < 1e-3

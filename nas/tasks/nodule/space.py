@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nas.errors import ConfigError
 from nas.models import get_family
-from nas.models.volume import PATCH_PARAMS, is_volume_family
+from nas.models.volume import PATCH_PARAMS
 from nas.spaces import TRAINING_DEFAULTS, SearchSpace, draw, sample_compression
 from nas.spec import CompressionSpec, Spec, TrainingSpec
 from nas.tasks.nodule.volume import SLAB_OFFSETS
@@ -46,8 +46,8 @@ class NoduleSpec(BaseModel):
 
 def stages(space: SearchSpace) -> tuple[list[str], list[str]]:
     """The space's first-stage (2D) and second-stage (3D) families; both must be present."""
-    first = [f for f in space.families if not is_volume_family(f)]
-    second = [f for f in space.families if is_volume_family(f)]
+    first = [f for f in space.families if get_family(f).spatial_dims == 2]
+    second = [f for f in space.families if get_family(f).spatial_dims == 3]
     if not first or not second:
         missing = "a 2D screener family (dsconv, mobilenetv3, ...)" if not first else "a 3D family (dsconv3d, resnet3d)"
         raise ConfigError(f"{space.path}: a nodule space needs {missing} under families")
@@ -82,6 +82,7 @@ def sample_nodule_spec(space: SearchSpace, trial: optuna.Trial, *, max_epochs: i
         # patches are augmented when derived (jitter, flips, quarter turns): the 2D affine does not apply in 3D
         classify = Spec(family=classify_family, arch=classify_arch, input_size=int(hand_off["patch_size"]),
                         in_channels=1, num_classes=2, training=recipe.model_copy(update={"augment": 0.0}),
+                        spatial_dims=3,
                         compression=CompressionSpec(**sample_compression(space, trial)))
         return NoduleSpec(screen=screen, classify=classify, candidates=int(hand_off["candidates"]),
                           screen_threshold=float(hand_off["screen_threshold"]))
