@@ -160,7 +160,7 @@ def export_trial(
         engine = build_engine(deployed, out / "model.engine", precision=spec.compression.quant,
                               input_shape=spec.input_shape)
         files.append(engine["file"])
-    io = {**preprocessing(spec.input_shape, task.normalisation),
+    io = {**preprocessing(spec.input_shape, task.normalisation), "task": task.name,
           "output": "logits for [negative, positive]; score = softmax(logits / temperature)[1], calibrated",
           "file": deployed.name, "precision": precision,
           "calibration": {"method": "temperature", "temperature": temperature},

@@ -24,7 +24,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     """Write results/<study>/pareto.json (settled points 2 and 10) and return it."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
     ctx, settings = run.context, run.settings
-    if settings.task == "nodule":  # two models per candidate: its own end of search, until the one path takes it
+    if nodule_trial.is_pipeline(ctx.task):
         return nodule_trial.finalize_nodule(run, keep_artifacts=keep_artifacts, say=say)
     objectives = resolve_objectives(settings.objectives)
     directions = [o.direction for o in objectives]

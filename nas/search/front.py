@@ -4,15 +4,17 @@ compression did to each, and which artifacts are kept."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
 from nas.search.constraints import result_constraints
 from nas.search.result import TrialResult
-from nas.search.runner import SearchRun
 from nas.search.trial import CHECKPOINT, DEPLOYED_ONNX, FLOAT_ONNX
 from nas.search.warm_start import TRAINED_WEIGHTS
+
+if TYPE_CHECKING:
+    from nas.search.runner import SearchRun
 
 SCHEMA_VERSION = 1
 ARTIFACTS = ("model.pt", DEPLOYED_ONNX, FLOAT_ONNX, TRAINED_WEIGHTS, CHECKPOINT)

@@ -15,7 +15,7 @@ import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -45,12 +45,10 @@ from nas.search.front import (
 from nas.search.objectives import Objective, resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import ScanLatency, TrialResult
-from nas.search.runner import SearchRun
 from nas.search.trial import (
     DEPLOYED_ONNX,
     FINETUNE_LR_SCALE,
     FLOAT_ONNX,
-    PIPELINES,
     TrialContext,
     check_budgets,
     deployed_artifact,
@@ -59,6 +57,7 @@ from nas.search.trial import (
     speed_flags,
 )
 from nas.spec import Spec
+from nas.tasks import Task
 from nas.tasks.nodule import NoduleTask
 from nas.tasks.nodule.data import NoduleData, nodule_data
 from nas.tasks.nodule.pipeline import (
@@ -78,7 +77,11 @@ from nas.tasks.nodule.pipeline import (
 )
 from nas.tasks.nodule.space import NoduleSpec, sample_nodule_spec
 
+if TYPE_CHECKING:
+    from nas.search.runner import SearchRun
+
 __all__ = [
+    "is_pipeline",
     "CLASSIFY_DIR",
     "SCREEN_DIR",
     "dense_baseline",
@@ -89,6 +92,12 @@ __all__ = [
 
 SCREEN_UNIT = f"batch of {SCREEN_BATCH} tiles"
 CLASSIFY_UNIT = "one candidate patch"
+
+
+def is_pipeline(task: Task) -> bool:
+    """Whether a task's candidates are two-stage pipelines, whose trials and end of search are this module's (the
+    one path in trial.py and final.py serves every single-model task)."""
+    return isinstance(task, NoduleTask)
 
 
 def measure_at_batch(target: Target, onnx: Path, precision: str, input_shape: tuple[int, ...], batch: int,
@@ -371,5 +380,3 @@ def finalize_nodule(run: SearchRun, *, keep_artifacts: str, say: Any) -> dict[st
                         (trial_dir / stage / name).unlink(missing_ok=True)
     return doc
 
-
-PIPELINES.register("nodule", run_nodule_trial)

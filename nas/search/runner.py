@@ -33,7 +33,8 @@ from nas.search.study import (
 )
 from nas.search.fidelity import Fidelity, parse_fidelity
 from nas.search.warm_start import enqueue_front, load_warm_start
-from nas.search.trial import PIPELINES, Infeasible, StoppedEarly, TrialContext, record_failure
+from nas.search.nodule_trial import is_pipeline, run_nodule_trial
+from nas.search.trial import Infeasible, StoppedEarly, TrialContext, record_failure, run_trial
 from nas.spaces import Distribution, SearchSpace, baseline_params, for_data, for_precisions, load_space
 from nas.tasks import get_task
 from nas.train.teacher import best_in_study, teacher_from_path
@@ -315,7 +316,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                 bar.set_postfix_str(f"trial {trial.number} {label}".strip() + (f", best AUC {best_auc:.4f}" if best_auc else ""))
                 try:
                     with heartbeat(study, trial):
-                        result = PIPELINES.get(ctx.task.name)(ctx, trial)
+                        result = (run_nodule_trial if is_pipeline(ctx.task) else run_trial)(ctx, trial)
                 except StoppedEarly as exc:
                     reason = record_failure(ctx, trial.number, exc, "stopped")
                     trial.set_user_attr("stopped", {"epochs": exc.epochs, "reason": reason})

@@ -14,7 +14,6 @@ import optuna
 import torch
 
 from nas import interrupt
-from nas._registry import Registry
 from nas._io import atomic_write_bytes, write_json
 from nas.compress import build_model, load_model, plan_channels, prune_to_channels, quantize_int8
 from nas.compress.quantize import CALIBRATION_IMAGES
@@ -289,13 +288,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, epochs: int, whose: str)
         raise TrialError(f"cannot continue {whose} from the {epochs}-epoch rung: checkpoint {path} is corrupt "
                          f"({type(exc).__name__}: {exc})") from None
     return state
-
-
-TrialPipeline = Callable[[TrialContext, optuna.Trial], TrialResult]
-PIPELINES: Registry[TrialPipeline] = Registry("trial pipeline")
-"""Per task: the path a trial takes. Classification tasks share `run_trial`; a task whose candidate is more than
-one model (the nodule task's two stages) registers its own, built from the same pieces."""
-PIPELINES.register("xray", run_trial)
 
 
 def deployed_artifact(spec: Spec, folder: Path, model: torch.nn.Module | None = None) -> Path | Predictor:
