@@ -17,7 +17,7 @@ from nas.search.objectives import resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
 from nas.search.runner import SearchRun
-from nas.search.trial import deployed_artifact
+from nas.search.trial import DEPLOYED_ONNX, deployed_artifact
 
 
 def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import jsonschema
+import optuna
 import pytest
+from _regression import assert_same_as_before
 from conftest import FIXTURES, QUICK_PROFILE, REPO, SHARED, run_nas, schema
 
 from nas.report.html import write_report
@@ -45,6 +47,12 @@ def test_front_is_schema_valid_with_per_scan_latency(study):
             assert set(m["metrics"][split]["sensitivity_at_fp"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
         assert m["spec"]["screen"]["family"] == "dsconv" and m["spec"]["classify"]["family"] == "dsconv3d"
     assert doc["data"]["scans"] == {"train": 1, "val": 0, "test": 1}
+
+
+def test_the_same_seeds_give_the_same_trials_and_front_fields_as_before_the_task_plug_in(study):
+    results, doc = study
+    stored = optuna.load_study(study_name="nodule-tiny", storage=f"sqlite:///{results / 'nodule-tiny' / 'study.db'}")
+    assert_same_as_before("nodule-tiny", stored.trials, doc)
 
 
 def test_the_report_shows_the_nodule_front(study):

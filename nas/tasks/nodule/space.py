@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nas.errors import ConfigError
 from nas.models import get_family
@@ -34,6 +34,12 @@ class NoduleSpec(BaseModel):
     """Second stage: a 3D classifier of (1, P, P, P) patches, P = classify.input_size."""
     candidates: int = Field(ge=1, description="at most this many stage-1 candidates go to stage 2 per scan")
     screen_threshold: float = Field(ge=0, le=1, description="stage-1 score a tile needs to become a candidate")
+
+    @field_validator("classify")
+    @classmethod
+    def _volume(cls, classify: Spec) -> Spec:
+        """Pipelines stored before specs carried `spatial_dims` read as 2D; the second stage is a volume model."""
+        return classify if classify.spatial_dims == 3 else classify.model_copy(update={"spatial_dims": 3})
 
     @property
     def patch_size(self) -> int:
