@@ -26,6 +26,7 @@ from nas.data._dataset import Split
 from nas.data.lidc_vois import load_volumes, patient_split, read_nodule_table
 from nas.errors import ConfigError, DataError
 from nas.export import Normalisation
+from nas.hardware import HardwareProfile
 from nas.tasks._task import ClassificationTask, register_task
 
 __all__ = ["CUBE", "WINDOW_HU", "MalignancyTask", "cube_of", "read_nifti_hu"]
@@ -86,6 +87,10 @@ class MalignancyTask(ClassificationTask):
     default_space = "nodule-malignancy"
     normalisation = NORMALISATION
     augments = False
+
+    def latency_budget_ms(self, profile: HardwareProfile) -> float | None:
+        """No default budget: a profile's is sized for one 2D image, not a 3D patch (give --max-latency-ms)."""
+        return None
 
     def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset:
         if positive_class not in (None, "malignant"):
