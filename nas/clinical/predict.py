@@ -133,6 +133,7 @@ def predict(
         overlay = None
         if explainer is not None:
             overlay = str(explainer.save(image, x, score, targets[index]))
-        out.append(Prediction(str(path), image.sop_instance_uid if image else None, score, int(score >= model.threshold),
+        uid = image.sop_instance_uid if image else None
+        out.append(Prediction(str(path), uid, score, int(score >= model.threshold),
                               bool(in_band(score, model.band)), ms, overlay))
     return out
