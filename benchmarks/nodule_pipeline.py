@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from nas.hardware import load_profile, open_target
-from nas.models.volume import as_model_spec
 from nas.search.nodule_trial import measure_at_batch
 from nas.search.runner import CACHE_DIR
 from nas.tasks.nodule.data import load_nodule_dataset, nodule_data
@@ -69,7 +68,7 @@ def detection(runs: list[ScanRun], scans: list, min_score: float) -> dict[str, f
 
 def benchmark(folder: Path, data, target, min_score: float) -> list[dict]:
     spec, screen_onnx, classify_onnx = load_pipeline(folder)
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     quant = classify_spec.compression.quant
     screen_m = measure_at_batch(target, screen_onnx, "fp32", spec.screen.input_shape, SCREEN_BATCH)
     classify_m = target.measure(classify_onnx, quant, classify_spec.input_shape)

@@ -11,11 +11,13 @@ import copy
 import io
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nas._io import atomic_write_bytes
@@ -113,15 +115,35 @@ def check_parity(model: nn.Module, onnx_path: Path, inputs: torch.Tensor) -> flo
     return diff
 
 
-def preprocessing(spec_input_size: int, in_channels: int) -> dict[str, object]:
-    """What a deployment must do to an image before the model sees it."""
-    from nas.tasks.xray import MEAN, STD
+@dataclass(frozen=True)
+class Normalisation:
+    """How a task turns raw values into model inputs, which every deployment must repeat: `source` says what the
+    raw value is scaled to (8-bit pixels to [0, 1], Hounsfield units to a window), then (x - mean) / std. A task
+    states it and hands it down to the export; nothing below the task knows a task's numbers."""
 
+    mean: float
+    std: float
+    source: str = "pixel / 255"
+
+
+def image_inputs(images: np.ndarray, input_size: int, normalisation: Normalisation) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalised float32 at `input_size` (bilinear, antialiased when shrinking)."""
+    x = torch.from_numpy(images).float().div_(255.0)
+    if x.shape[-1] != input_size or x.shape[-2] != input_size:
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False,
+                          antialias=input_size < x.shape[-1])
+    return x.sub_(normalisation.mean).div_(normalisation.std).contiguous()
+
+
+def preprocessing(input_shape: tuple[int, ...], normalisation: Normalisation) -> dict[str, object]:
+    """What a deployment must do to an image (C, H, W) or a volume (C, D, H, W) before the model sees it."""
+    channels, *spatial = input_shape
     return {
         "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
-        "input_shape": ["batch", in_channels, spec_input_size, spec_input_size], "dtype": "float32",
-        "channels": "grey" if in_channels == 1 else "RGB", "layout": "NCHW",
-        "resize": f"bilinear to {spec_input_size}x{spec_input_size}",
-        "normalise": f"pixel / 255, then (x - {MEAN}) / {STD}",
+        "input_shape": ["batch", channels, *spatial], "dtype": "float32",
+        "channels": "grey" if channels == 1 else "RGB", "layout": "NCHW" if len(spatial) == 2 else "NCDHW",
+        "resize": f"{'bilinear' if len(spatial) == 2 else 'trilinear'} to {'x'.join(map(str, spatial))}",
+        "normalise": f"{normalisation.source}, then (x - {normalisation.mean}) / {normalisation.std}",
+        "mean": normalisation.mean, "std": normalisation.std,
         "output": "logits for [negative, positive]; score = softmax(logits)[1]",
     }

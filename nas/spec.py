@@ -63,10 +63,12 @@ class Spec(BaseModel):
     training: TrainingSpec
     compression: CompressionSpec = CompressionSpec()
     baseline: str | None = Field(default=None, description="the baseline's name when this is one")
+    spatial_dims: Literal[2, 3] = Field(default=2, description="2: images, 3: volumes (MONAI's spatial_dims)")
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (self.in_channels, self.input_size, self.input_size)
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) for an image, (C, D, H, W) for a volume: `input_size` on every spatial axis."""
+        return (self.in_channels, *(self.input_size,) * self.spatial_dims)
 
     def summary(self) -> str:
         """A one-line description for tables and hover text."""

@@ -32,11 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.report.package import export_trial, study_task
+    from nas.report.package import export_trial, open_trial, study_task
     from nas.tasks.nodule.export import export_nodule_trial
 
     if study_task(args.results, args.study) == "nodule":  # two stage models, a pipeline config and a card
-        card = export_nodule_trial(args.results, args.study, args.trial, args.out, data=args.data)
+        card = export_nodule_trial(*open_trial(args.results, args.study, args.trial, args.data), args.out)
         if args.json:
             print_json(card)
         else:

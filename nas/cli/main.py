@@ -19,7 +19,7 @@ from nas.errors import NasError
 
 
 # One module per verb under nas/cli/, each with register(subparsers); listed here in `nas --help` order.
-VERBS = ("search", "worker", "export", "spaces", "profiles", "measure", "calibrate", "agent", "report", "pick",
+VERBS = ("search", "worker", "export", "spaces", "tasks", "profiles", "measure", "calibrate", "agent", "report", "pick",
          "dashboard", "predict", "evaluate", "monitor", "detect")
 OPTUNA_VERBS = ("search", "worker", "dashboard")
 """Verbs that drive a study: Optuna's per-trial INFO lines are silenced for them (the progress line says more)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from nas import interrupt
@@ -83,20 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from nas.search.study import budget_state, storage_url
     from nas.search.workers import run_local_workers
 
-    config = SearchConfig(
-        task=args.task, hardware=args.hardware, space=args.space, study=args.study, results=Path(args.results),
-        storage=args.storage, trials=args.trials, timeout=args.timeout, epochs=args.epochs,
-        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()) if args.objectives else None,
-        sampler=args.sampler,
-        population=args.population, seed=args.seed, max_latency_ms=args.max_latency_ms,
-        min_sensitivity=args.min_sensitivity, target_sensitivity=args.target_sensitivity, data=args.data,
-        positive_class=args.positive_class, baselines=args.baselines, trial_timeout=args.trial_timeout,
-        keep_artifacts=args.keep_artifacts, progress=args.progress and sys.stderr.isatty(),
-        grace_period=args.grace_period, teacher=args.teacher, device_url=args.device_url,
-        device_token_file=args.device_token_file, device_ca_file=args.device_ca_file,
-        allow_estimate=args.allow_estimate, any_device=args.any_device, train_device=args.train_device,
-        rungs=args.rungs, reduction_factor=args.reduction_factor, brackets=args.brackets, warm_start=args.warm_start,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(SearchConfig) if hasattr(args, f.name)}
+    config = SearchConfig(**given | {  # every flag named as its SearchConfig field; these few are parsed further
+        "results": Path(args.results), "progress": args.progress and sys.stderr.isatty(),
+        "objectives": tuple(o.strip() for o in args.objectives.split(",") if o.strip()) if args.objectives else None,
+    })
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     run_ = prepare(config)

@@ -26,9 +26,8 @@ from nas.data import Dataset, load_dataset
 from nas.data.imagefolder import SPLIT_FOLDERS
 from nas.defaults import EVALUATE_MARGIN
 from nas.errors import DataError
-from nas.export import onnx_predict, onnx_session
+from nas.export import Normalisation, image_inputs, onnx_predict, onnx_session
 from nas.metrics import roc_auc
-from nas.tasks.xray import preprocess
 
 __all__ = ["Cases", "against_targets", "case_keys", "evaluate_export", "figures", "flag_rule", "load_cases",
            "logits", "subgroups", "summary", "target_rule"]
@@ -39,7 +38,8 @@ RESAMPLES = 1000
 def logits(model: DeployedModel, images: np.ndarray) -> np.ndarray:
     """The deployed file's logits for uint8 (N, C, H, W) images, pre-processed as at export (the same resize and
     normalisation the export scored validation and test with), in batches."""
-    return onnx_predict(onnx_session(model.file), preprocess(images, model.preprocessing.size[0]).numpy())
+    norm = Normalisation(mean=model.preprocessing.mean, std=model.preprocessing.std)
+    return onnx_predict(onnx_session(model.file), image_inputs(images, model.preprocessing.size[0], norm).numpy())
 
 
 @dataclass(frozen=True)

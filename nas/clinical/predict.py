@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from nas.clinical.calibration import calibrated_scores, in_band
 from nas.clinical.inputs import Preprocessing, find_inputs, read_image
 from nas.errors import DataError, NasError, StudyError
 from nas.export import onnx_session
+from nas.tasks import get_task
 
 __all__ = ["ROW_FIELDS", "DeployedModel", "Prediction", "predict"]
 
@@ -40,7 +41,9 @@ class DeployedModel:
     threshold: float
     band: tuple[float, float]
     modalities: tuple[str, ...]
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None
+    reader: Callable[[Path], np.ndarray] | None = None
+    """The task's own input reader (a NIfTI volume, say), when its exports take no picture or DICOM image."""
 
     @classmethod
     def load(cls, folder: Path) -> DeployedModel:
@@ -58,8 +61,10 @@ class DeployedModel:
         if not (folder / io["file"]).is_file():
             raise DataError(f"{io_path}: deployed file {io['file']!r} is not in {folder}")
         low, high = io["referral_band"]
+        reader = get_task(io["task"]).input_reader(io) if "task" in io else None
         return cls(folder, io, float(io["calibration"]["temperature"]), float(io["threshold"]),
-                   (float(low), float(high)), tuple(io.get("modality", ())), Preprocessing.from_io(io, io_path))
+                   (float(low), float(high)), tuple(io.get("modality", ())),
+                   None if reader else Preprocessing.from_io(io, io_path), reader)
 
     @property
     def file(self) -> Path:
@@ -107,7 +112,7 @@ def predict(
         raise DataError(f"no files found in {', '.join(map(str, paths))} (PNG, JPEG or DICOM files or folders)")
     session = onnx_session(model.file)
     name = session.get_inputs()[0].name
-    session.run(None, {name: np.zeros((1, model.preprocessing.channels, *model.preprocessing.size), np.float32)})
+    session.run(None, {name: np.zeros((1, *model.io["input_shape"][1:]), np.float32)})
     explainer = None
     if heatmaps is not None:
         from nas.clinical.heatmap import Explainer, overlay_paths
@@ -118,8 +123,8 @@ def predict(
     for index, path in enumerate(tqdm(files, desc="predict", unit="image", file=sys.stderr, disable=not progress)):
         start = time.perf_counter()
         try:
-            image = read_image(path, model.modalities)
-            x = model.preprocessing(image)[None]
+            image = None if model.reader else read_image(path, model.modalities)
+            x = model.reader(path)[None] if model.reader else model.preprocessing(image)[None]  # type: ignore[misc]
             score = float(calibrated_scores(session.run(None, {name: x})[0], model.temperature)[0])
         except NasError as exc:
             out.append(Prediction(str(path), error=str(exc)))
@@ -131,6 +136,7 @@ def predict(
         overlay = None
         if explainer is not None:
             overlay = str(explainer.save(image, x, score, targets[index]))
-        out.append(Prediction(str(path), image.sop_instance_uid, score, int(score >= model.threshold),
+        uid = image.sop_instance_uid if image else None
+        out.append(Prediction(str(path), uid, score, int(score >= model.threshold),
                               bool(in_band(score, model.band)), ms, overlay))
     return out

@@ -73,6 +73,8 @@ class Family:
     build: Callable[[Spec], nn.Module]
     bounds: Mapping[str, Bounds] = field(default_factory=dict)
     """What each of `params` may be; a search space's values are checked against it when loaded."""
+    spatial_dims: int = 2
+    """2: images (C, H, W); 3: volumes (C, D, H, W), as MONAI's `spatial_dims`. Specs of the family carry it."""
 
 
 FAMILIES: Registry[Family] = Registry("model family")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas.models._family import Family, ParamFn
+from nas.models._family import Family, ParamFn, register_family
 from nas.models.dsconv import BOUNDS, DSConvNet
-from nas.models.volume import PATCH_PARAMS, register_volume_family
+from nas.models.volume import PATCH_PARAMS
 
 def _sample(p: ParamFn) -> dict[str, Any]:
     stages = [
@@ -27,7 +27,7 @@ def _sample(p: ParamFn) -> dict[str, Any]:
             "activation": str(p("activation")), "dropout": float(p("dropout"))}
 
 
-register_volume_family(
+register_family(
     Family(
         name="dsconv3d",
         description="3D depthwise-separable CNN for CT patches (stem, stages of dw kxkxk + pw 1x1x1)",
@@ -36,6 +36,7 @@ register_volume_family(
         sample=_sample,
         build=lambda spec: DSConvNet(spec.in_channels, spec.num_classes, spec.arch, dims=3),
         bounds={k: v for k, v in BOUNDS.items() if k != "se"},
+        spatial_dims=3,
     )
 )
 

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.models._family import Family, ParamFn
+from nas.models._family import Family, ParamFn, register_family
 from nas.models.dsconv import BOUNDS
-from nas.models.volume import PATCH_PARAMS, register_volume_family
+from nas.models.volume import PATCH_PARAMS
 
 
 class BasicBlock3d(nn.Module):
@@ -61,7 +61,7 @@ def _sample(p: ParamFn) -> dict[str, Any]:
             "dropout": float(p("dropout"))}
 
 
-register_volume_family(
+register_family(
     Family(
         name="resnet3d",
         description="small 3D ResNet for CT patches (stem, stages of basic 3x3x3 residual blocks)",
@@ -70,5 +70,6 @@ register_volume_family(
         sample=_sample,
         build=lambda spec: ResNet3d(spec.in_channels, spec.num_classes, spec.arch),
         bounds={k: v for k, v in BOUNDS.items() if k not in ("se", "activation", "kernel_size")},
+        spatial_dims=3,
     )
 )

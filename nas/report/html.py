@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 from nas._io import atomic_write_text, read_json
 from nas.errors import ConfigError, StudyError
 from nas.hardware import Measurement
+from nas.search.constraints import Constraints, result_constraints
 from nas.search.hypervolume import hypervolume_history
 from nas.search.objectives import OBJECTIVES, Objective
 from nas.search.pareto import knee, non_dominated
@@ -96,12 +97,12 @@ def study_dir(results: Path, study: str) -> Path:
 
 
 def _breaks(r: TrialResult, constraints: dict[str, Any]) -> list[str]:
-    out, budget, floor = [], constraints.get("max_latency_ms"), constraints.get("min_sensitivity")
-    if budget is not None and r.measurement.p95_ms > budget:
-        out.append(f"p95 {r.measurement.p95_ms:.3f} ms over the {budget:g} ms budget")
-    if floor is not None and r.metrics["val"]["sensitivity"] < floor:
-        out.append(f"val sensitivity {r.metrics['val']['sensitivity']:.3f} under the {floor:g} minimum")
-    return out
+    limits = Constraints(max_latency_ms=constraints.get("max_latency_ms"),
+                         min_sensitivity=constraints.get("min_sensitivity"))
+    text = {"max_latency_ms": lambda: f"p95 {r.measurement.p95_ms:.3f} ms over the {limits.max_latency_ms:g} ms budget",
+            "min_sensitivity": lambda: f"val sensitivity {r.metrics['val']['sensitivity']:.3f} under the "
+                                       f"{limits.min_sensitivity:g} minimum"}
+    return [text[key]() for key, value in result_constraints(limits, r).items() if value > 0]
 
 
 def _read_trials(folder: Path) -> tuple[list[TrialResult], list[Stopped]]:

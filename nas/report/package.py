@@ -27,9 +27,9 @@ from nas.metrics import binary_metrics, bootstrap_ci, threshold_for_sensitivity
 from nas.report.html import study_dir as find_study_dir
 from nas.report.model_card import write_model_card
 from nas.search.result import TrialResult
+from nas.search.runner import CACHE_DIR
 from nas.spec import Spec
 from nas.tasks import Task, get_task
-from nas.tasks.xray import MEAN, STD
 
 SCORE_HISTOGRAM_BINS = 20
 """Bins of the validation score histogram io.json keeps as the reference `nas monitor` measures drift against."""
@@ -57,6 +57,15 @@ def load_result(folder: Path, study: str, trial: int) -> TrialResult:
 
 def study_task(results: Path, study: str) -> str:
     return json.loads((find_study_dir(results, study) / "settings.json").read_text())["task"]
+
+
+def open_trial(results: Path, study: str, trial: int,
+               data: str | None = None) -> tuple[Path, TrialResult, Task, Dataset]:
+    """A finished trial's folder and result, with its study's task and data (decoded scans from the search's cache)."""
+    folder = trial_dir(Path(results), study, trial)
+    task, dataset = study_dataset(folder.parent.parent, data)
+    dataset.decoded_cache = Path(results) / CACHE_DIR / "decoded"
+    return folder, load_result(folder, study, trial), task, dataset
 
 
 def study_dataset(study_dir: Path, data: str | None) -> tuple[Task, Dataset]:
@@ -149,7 +158,7 @@ def export_trial(
         engine = build_engine(deployed, out / "model.engine", precision=spec.compression.quant,
                               input_shape=spec.input_shape)
         files.append(engine["file"])
-    io = {**preprocessing(spec.input_size, spec.in_channels), "mean": MEAN, "std": STD,
+    io = {**preprocessing(spec.input_shape, task.normalisation), "task": task.name,
           "output": "logits for [negative, positive]; score = softmax(logits / temperature)[1], calibrated",
           "file": deployed.name, "precision": precision,
           "calibration": {"method": "temperature", "temperature": temperature},

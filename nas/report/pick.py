@@ -14,6 +14,8 @@ from nas._io import read_json
 from nas.defaults import PICK_RULES
 from nas.errors import ConfigError, NasError, StudyError, unknown_name
 from nas.report.html import study_dir
+from nas.search.constraints import Constraints as StudyConstraints
+from nas.search.constraints import constraint_values
 from nas.search.pareto import knee
 
 __all__ = ["Choice", "Constraints", "NoFeasibleTrial", "brief", "candidates", "explain", "load_pareto",
@@ -35,26 +37,14 @@ class NoFeasibleTrial(NasError):
 
 
 @dataclass(frozen=True)
-class Constraints:
-    """Hard limits a deployment sets: p95 latency on the target, and sensitivity on validation."""
-
-    max_latency_ms: float | None = None
-    min_sensitivity: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
-            raise ConfigError(f"--max-latency-ms must be positive, got {self.max_latency_ms}")
-        if self.min_sensitivity is not None and not 0 < self.min_sensitivity <= 1:
-            raise ConfigError(f"--min-sensitivity must be in (0, 1], got {self.min_sensitivity}")
+class Constraints(StudyConstraints):
+    """Hard limits a deployment sets (the study's constraint model), judged on pareto.json entries."""
 
     def broken(self, member: Member) -> list[str]:
         """The flags of the constraints `member` breaks."""
-        out = []
-        if self.max_latency_ms is not None and member_value(member, "latency_p95") > self.max_latency_ms:
-            out.append("--max-latency-ms")
-        if self.min_sensitivity is not None and member_value(member, "sensitivity") < self.min_sensitivity:
-            out.append("--min-sensitivity")
-        return out
+        values = constraint_values(self, p95_ms=member_value(member, "latency_p95"),
+                                   sensitivity=member_value(member, "sensitivity"))
+        return ["--" + key.replace("_", "-") for key, value in values.items() if value > 0]
 
     def shortfall(self, member: Member) -> float:
         """How far `member` misses, as the sum of relative excesses (0 when it meets every constraint)."""

@@ -1,10 +1,8 @@
 """What a latency budget is judged on, why a search found nothing feasible, and a final re-measurement that does
 not drop a member on one disturbed timing (settled point 20).
 
-The budget is judged on p95, which is what a clinic feels, when the timing was undisturbed. A timing still
-disturbed after its bounded retakes (the machine never quieted) is judged on its p50: the median is the model's,
-the tail belongs to whoever else held the cores; the record carries the label so nobody mistakes it for a quiet
-p95.
+What the budget is judged on (p95, or p50 for a timing that stayed disturbed) is the constraint model's
+(nas.search.constraints.budget_latency_ms).
 """
 
 from __future__ import annotations
@@ -13,15 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nas.hardware import Measurement
-
-
-def budget_latency_ms(m: Measurement) -> float:
-    """The latency a budget is judged on: p95, or p50 for a timing labelled disturbed after every retake."""
-    return m.p50_ms if m.disturbance is not None and m.disturbance.gave_up else m.p95_ms
-
-
-def budget_basis(m: Measurement) -> str:
-    return "p50 (disturbed: the machine never quieted)" if budget_latency_ms(m) != m.p95_ms else "p95"
+from nas.search.constraints import budget_basis, budget_latency_ms
 
 
 def explain_infeasible(results: Sequence[Any], constraints: Callable[[Any], dict[str, float]]) -> dict[str, Any]:

@@ -4,53 +4,35 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-
-from optuna.trial import TrialState
 
 from nas._io import write_json
 from nas.compress import load_model
 from nas.hardware import Measurement
 from nas.hardware.runtime_choice import runtime_target
+from nas.search import nodule_trial
+from nas.search.constraints import result_constraints
 from nas.search.feasibility import explain_infeasible, remeasure
+from nas.search.front import SCHEMA_VERSION, completed_results, compression_effect, feasible, prune_artifacts
 from nas.search.objectives import resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import TrialResult
-from nas.search.runner import SearchRun, constraint_values
-from nas.search.trial import CHECKPOINT, DEPLOYED_ONNX, FLOAT_ONNX, deployed_artifact
-from nas.search.warm_start import TRAINED_WEIGHTS
-
-SCHEMA_VERSION = 1
-ARTIFACTS = ("model.pt", DEPLOYED_ONNX, FLOAT_ONNX, TRAINED_WEIGHTS, CHECKPOINT)
-TASK_FINALIZERS: dict[str, Callable[..., dict[str, Any]]] = {}
-"""Per task whose candidates are more than one model (nodule): its own end of search, called as
-`finalize(run, keep_artifacts=..., say=...)`. Tasks not listed take the single-model path below."""
-
-
-def completed_results(run: SearchRun) -> list[TrialResult]:
-    trials = run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [TrialResult.model_validate(t.user_attrs["result"]) for t in trials if "result" in t.user_attrs]
-
-
-def feasible(run: SearchRun, result: TrialResult) -> bool:
-    """Feasible by the same constraint values the search gave Optuna."""
-    return all(value <= 0 for value in constraint_values(run.settings, result).values())
+from nas.search.runner import SearchRun
+from nas.search.trial import DEPLOYED_ONNX, deployed_artifact
 
 
 def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) -> dict[str, Any]:
     """Write results/<study>/pareto.json (settled points 2 and 10) and return it."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
     ctx, settings = run.context, run.settings
-    if settings.task in TASK_FINALIZERS:
-        return TASK_FINALIZERS[settings.task](run, keep_artifacts=keep_artifacts, say=say)
+    if nodule_trial.is_pipeline(ctx.task):
+        return nodule_trial.finalize_nodule(run, keep_artifacts=keep_artifacts, say=say)
     objectives = resolve_objectives(settings.objectives)
     directions = [o.direction for o in objectives]
     results = completed_results(run)
     candidates = [r for r in results if feasible(run, r)]
-    infeasible = None if candidates else explain_infeasible(results, lambda r: constraint_values(settings, r))
+    infeasible = None if candidates else explain_infeasible(results, lambda r: result_constraints(settings.constraints, r))
     candidates = candidates or results  # none feasible: the unconstrained front, labelled (settled point 20)
     front = [r for r, on in zip(candidates, non_dominated([[o.value(r) for o in objectives] for r in candidates],
                                                           directions) if candidates else []) if on]
@@ -68,7 +50,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
         target = runtime_target(ctx.target, r.runtime_choice.runtime) if r.runtime_choice else ctx.target
         remeasured[number], note = remeasure(lambda: target.measure(
             folder / DEPLOYED_ONNX, r.spec.compression.quant, r.spec.input_shape, model), r.measurement,
-            settings.max_latency_ms)
+            settings.constraints.max_latency_ms)
         if note:
             retakes[number] = note
             say(f"trial {number}: {note}")
@@ -105,7 +87,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
         "task": settings.task,
         "hardware": settings.hardware,
         "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
-        "constraints": {"max_latency_ms": settings.max_latency_ms, "min_sensitivity": settings.min_sensitivity},
+        "constraints": settings.constraints.as_dict(),
         "target_sensitivity": settings.target_sensitivity,
         "members": [entry(r) for r in members],
         "baselines": [entry(r) for r in baselines],
@@ -126,18 +108,6 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     return doc
 
 
-def compression_effect(r: TrialResult) -> dict[str, Any]:
-    """What each compression step cost or gained: float vs deployed validation metrics, latency per precision."""
-    c = r.spec.compression
-    return {
-        "prune_ratio": c.prune_ratio, "pruned_layers": len(c.channels), "quant": c.quant,
-        "distill": {"temperature": c.temperature, "alpha": c.alpha, "teacher": r.teacher} if c.distill else None,
-        "val_float": r.float_metrics.get("val"), "val_deployed": r.metrics["val"],
-        "latency_by_precision": {p: {"p50_ms": m.p50_ms, "p95_ms": m.p95_ms}
-                                 for p, m in r.latency_by_precision.items()},
-    }
-
-
 def score_on_test(run: SearchRun, result: TrialResult) -> dict[str, float]:
     """Computed once per trial, at the validation threshold, and kept in the trial folder."""
     path = run.context.trial_dir(result.trial) / "test_metrics.json"
@@ -149,16 +119,3 @@ def score_on_test(run: SearchRun, result: TrialResult) -> dict[str, float]:
     )
     write_json(path, metrics)
     return metrics
-
-
-def prune_artifacts(results_dir: Path, keep: set[int]) -> None:
-    """Weights and ONNX files are kept for front members and baselines only (settled point 15)."""
-    for trial_dir in (results_dir / "trials").glob("*"):
-        if trial_dir.name.isdigit() and int(trial_dir.name) not in keep:
-            for name in ARTIFACTS:
-                (trial_dir / name).unlink(missing_ok=True)
-
-
-# Registers the nodule task's trial path (PIPELINES) and its end of search (TASK_FINALIZERS); imported last, as it
-# builds on this module.
-from nas.search import nodule_trial as _nodule_trial  # noqa: F401

@@ -15,7 +15,7 @@ import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -34,32 +34,30 @@ from nas.export import check_parity, to_onnx
 from nas.hardware import Measurement, Target
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
-from nas.models.volume import as_model_spec
-from nas.search.final import (
+from nas.search.front import (
     ARTIFACTS,
     SCHEMA_VERSION,
-    TASK_FINALIZERS,
     completed_results,
     compression_effect,
+    feasible,
     prune_artifacts,
 )
-from nas.search.objectives import OBJECTIVES, Objective, resolve_objectives
+from nas.search.objectives import Objective, resolve_objectives
 from nas.search.pareto import knee, non_dominated
 from nas.search.result import ScanLatency, TrialResult
-from nas.search.runner import SearchRun
 from nas.search.trial import (
     DEPLOYED_ONNX,
     FINETUNE_LR_SCALE,
     FLOAT_ONNX,
-    PIPELINES,
-    Infeasible,
     TrialContext,
+    check_budgets,
     deployed_artifact,
     measure_precisions,
     save_weights,
     speed_flags,
 )
 from nas.spec import Spec
+from nas.tasks import Task
 from nas.tasks.nodule import NoduleTask
 from nas.tasks.nodule.data import NoduleData, nodule_data
 from nas.tasks.nodule.pipeline import (
@@ -79,7 +77,11 @@ from nas.tasks.nodule.pipeline import (
 )
 from nas.tasks.nodule.space import NoduleSpec, sample_nodule_spec
 
+if TYPE_CHECKING:
+    from nas.search.runner import SearchRun
+
 __all__ = [
+    "is_pipeline",
     "CLASSIFY_DIR",
     "SCREEN_DIR",
     "dense_baseline",
@@ -90,6 +92,12 @@ __all__ = [
 
 SCREEN_UNIT = f"batch of {SCREEN_BATCH} tiles"
 CLASSIFY_UNIT = "one candidate patch"
+
+
+def is_pipeline(task: Task) -> bool:
+    """Whether a task's candidates are two-stage pipelines, whose trials and end of search are this module's (the
+    one path in trial.py and final.py serves every single-model task)."""
+    return isinstance(task, NoduleTask)
 
 
 def measure_at_batch(target: Target, onnx: Path, precision: str, input_shape: tuple[int, ...], batch: int,
@@ -150,14 +158,14 @@ def run_nodule_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     started = time.monotonic()
     torch.manual_seed(ctx.seed + trial.number)
     screen_model = create_model(spec.screen)
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     classify_model = create_model(classify_spec)
     if classify_spec.compression.prune_ratio:
         channels = plan_channels(classify_model, classify_spec, classify_spec.compression.prune_ratio,
                                  ctx.profile.channel_multiple)
         classify_spec = classify_spec.model_copy(
             update={"compression": classify_spec.compression.model_copy(update={"channels": channels})})
-        spec = spec.model_copy(update={"classify": Spec.model_validate(classify_spec.model_dump())})
+        spec = spec.model_copy(update={"classify": classify_spec})
     write_json(out / PIPELINE_FILE, spec.model_dump(mode="json"))
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     deployed_shapes = build_model(classify_spec)
@@ -167,10 +175,7 @@ def run_nodule_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     seconds["measure"] = time.monotonic() - started
     write_json(out / "measurement.json", measurement.model_dump())
     trial.set_user_attr("measurement", measurement.model_dump())
-    budget = ctx.max_latency_ms  # per whole scan: the task has no default budget (a profile's is per inference)
-    if budget is not None and measurement.p95_ms > budget:
-        raise Infeasible(f"p95 per-scan time {measurement.p95_ms:.0f} ms (with all {spec.candidates} candidates) "
-                         f"is over the {budget:g} ms per-scan budget")
+    check_budgets(ctx, measurement, f"per-scan time (with all {spec.candidates} candidates)")
 
     # Phase 2: train both stages, compress the second, export, score on validation.
     started = time.monotonic()
@@ -224,7 +229,7 @@ def run_nodule_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
         flags.append("validation FROC is on a composite (held-out nodules pasted into training scans): it ranks "
                      "candidates; only the test scans measure detection")
     result = TrialResult(
-        trial=trial.number, spec=Spec.model_validate(classify_spec.model_dump()),
+        trial=trial.number, spec=classify_spec,
         params=count_params(screen_model) + count_params(deployed_shapes), macs=macs, measurement=measurement,
         metrics={"val": val}, float_metrics={"val": float_val}, latency_by_precision=by_precision, flags=flags,
         train_log=train_log, seconds=seconds, pipeline=spec.model_dump(mode="json"), scan_latency=latency,
@@ -238,7 +243,7 @@ def dense_baseline(target: Target, spec: NoduleSpec, classify_onnx: Path, data: 
                    split: str) -> dict[str, Any]:
     """Stage 2 alone over every lung window of the split's scans: FROC, and its per-scan time composed the same way
     (measured pre-processing + measured time per batch of DENSE_BATCH windows x batches)."""
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     scans = data.froc_scans(split)
     predict = probabilities(classify_onnx)
     evaluation = evaluate_scans(lambda p: run_dense(predict, p, spec.patch_size, spec.candidates), scans)
@@ -260,7 +265,7 @@ def _remeasure(run: SearchRun, r: TrialResult, data: NoduleData) -> tuple[Measur
     """Both stages measured again, composed with the runs per scan found during the search."""
     ctx = run.context
     spec, screen_onnx, classify_onnx = load_pipeline(ctx.trial_dir(r.trial))
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     screen = measure_at_batch(ctx.target, screen_onnx, "fp32", spec.screen.input_shape, SCREEN_BATCH)
     classify = ctx.target.measure(classify_onnx, classify_spec.compression.quant, classify_spec.input_shape,
                                   load_model(classify_spec, classify_onnx.parent / "model.pt")
@@ -276,7 +281,7 @@ def _score_on_test(run: SearchRun, r: TrialResult) -> tuple[dict[str, Any], Eval
     ctx = run.context
     folder = ctx.trial_dir(r.trial)
     spec, screen_onnx, _ = load_pipeline(folder)
-    classify_spec = as_model_spec(spec.classify)
+    classify_spec = spec.classify
     artifact = deployed_artifact(classify_spec, folder / CLASSIFY_DIR)
     task = ctx.task
     assert isinstance(task, NoduleTask)
@@ -287,12 +292,6 @@ def _score_on_test(run: SearchRun, r: TrialResult) -> tuple[dict[str, Any], Eval
     metrics |= evaluation.froc.metrics()
     write_json(folder / "test_metrics.json", metrics)
     return metrics, evaluation
-
-
-def _feasible(run: SearchRun, r: TrialResult) -> bool:
-    budget, floor = run.context.max_latency_ms, run.settings.min_sensitivity
-    return (budget is None or r.measurement.p95_ms <= budget) and \
-        (floor is None or float(r.metrics["val"]["sensitivity"]) >= floor)  # type: ignore[arg-type]
 
 
 def _values(objectives: list[Objective], r: TrialResult) -> list[float]:
@@ -307,7 +306,7 @@ def finalize_nodule(run: SearchRun, *, keep_artifacts: str, say: Any) -> dict[st
     objectives = resolve_objectives(settings.objectives)
     directions = [o.direction for o in objectives]
     results = completed_results(run)
-    candidates = [r for r in results if _feasible(run, r)]
+    candidates = [r for r in results if feasible(run, r)]
     on = non_dominated([_values(objectives, r) for r in candidates], directions) if candidates else []
     front = [r for r, keep in zip(candidates, on) if keep]
 
@@ -358,8 +357,7 @@ def finalize_nodule(run: SearchRun, *, keep_artifacts: str, say: Any) -> dict[st
         "schema_version": SCHEMA_VERSION, "study": run.study.study_name, "task": settings.task,
         "hardware": settings.hardware,
         "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
-        "constraints": {"max_latency_ms": ctx.max_latency_ms, "min_sensitivity": settings.min_sensitivity,
-                        "latency_unit": "one whole scan"},
+        "constraints": settings.constraints.as_dict() | {"latency_unit": "one whole scan"},
         "target_sensitivity": settings.target_sensitivity,
         "members": [entry(r) for r in members], "baselines": [], "dense_baseline": dense,
         "knee_trial": knee_trial,
@@ -382,9 +380,3 @@ def finalize_nodule(run: SearchRun, *, keep_artifacts: str, say: Any) -> dict[st
                         (trial_dir / stage / name).unlink(missing_ok=True)
     return doc
 
-
-PIPELINES.register("nodule", run_nodule_trial)
-TASK_FINALIZERS["nodule"] = finalize_nodule
-OBJECTIVES.register("cpm", Objective(
-    "cpm", "maximize", "validation CPM of a detection pipeline (mean sensitivity at 1/8..8 FPs per scan)",
-    lambda r: float(r.metrics["val"]["cpm"])))  # type: ignore[arg-type]

@@ -9,44 +9,10 @@ from pydantic import BaseModel, ConfigDict
 from nas.hardware import Measurement
 from nas.hardware.runtime_choice import RuntimeChoice
 from nas.spec import Spec
+from nas.tasks import ScanLatency
 
 Metrics = dict[str, float | dict[str, float]]
 """Metric name -> value; a few are keyed further (the nodule task's `sensitivity_at_fp`: FPs per scan -> value)."""
-
-
-class StageTiming(BaseModel):
-    """One stage's share of a whole scan's time: its measured per-run time times its runs per scan."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    runs: float
-    """Runs per scan (averaged over scans): batches of tiles, candidates, or 1 for pre-processing."""
-    per_run_p50_ms: float
-    batch: int
-    precision: str
-    unit: str
-    """What one run is, e.g. 'batch of 64 tiles'."""
-
-
-class ScanLatency(BaseModel):
-    """A multi-stage pipeline's time for one whole scan, with its stage breakdown (pareto.v1 `scan_ms`/`stages`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    scan_ms: float
-    stages: dict[str, StageTiming]
-    scans: int
-    """How many scans the runs per scan were averaged over."""
-    precision: str
-    """The stages' precision, or 'mixed' when they differ."""
-
-    def latency_fields(self) -> dict[str, Any]:
-        """What pareto.json's `latency` adds for a pipeline: `scan_ms`, `stages`, and the pipeline's precision."""
-        return {"scan_ms": self.scan_ms, "stages": {k: v.model_dump() for k, v in self.stages.items()},
-                "precision": self.precision}
 
 
 class TrialResult(BaseModel):

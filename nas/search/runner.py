@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -26,16 +26,16 @@ from nas.errors import ConfigError, StudyError
 from nas.hardware import load_profile, open_target
 from nas.hardware.cache import MeasurementCache
 from nas.hardware.onnxruntime_cpu import available_threads
-from nas.search.feasibility import budget_latency_ms
+from nas.search.constraints import result_constraints
 from nas.search.objectives import resolve_objectives
 from nas.search.study import (
     ENVIRONMENT_ATTR, GRACE_PERIOD_S, RUN_ATTR, StudySettings, budget_state, count_trials, create_or_resume,
     default_study_name, fail_orphans, load_existing, make_sampler, open_storage, storage_url,
 )
-from nas.search.result import TrialResult
 from nas.search.fidelity import Fidelity, parse_fidelity
 from nas.search.warm_start import enqueue_front, load_warm_start
-from nas.search.trial import PIPELINES, Infeasible, StoppedEarly, TrialContext, record_failure
+from nas.search.nodule_trial import is_pipeline, run_nodule_trial
+from nas.search.trial import Infeasible, StoppedEarly, TrialContext, record_failure, run_trial
 from nas.spaces import Distribution, SearchSpace, baseline_params, for_data, for_precisions, load_space
 from nas.tasks import get_task
 from nas.train.teacher import best_in_study, teacher_from_path
@@ -45,17 +45,21 @@ CACHE_DIR = ".cache"
 """Under the results root, shared by its studies: decoded images and latency records."""
 
 
+PER_PROCESS = {"per_process": True}
+"""Field metadata: a setting of one process (where it writes, how it reports), not of the study it runs."""
+
+
 @dataclass
 class SearchConfig:
     task: str = "xray"
     hardware: str = "cpu"
     space: str | None = None
-    study: str | None = None
-    results: Path = Path("results")
-    storage: str | None = None
+    study: str | None = field(default=None, metadata=PER_PROCESS)
+    results: Path = field(default=Path("results"), metadata=PER_PROCESS)
+    storage: str | None = field(default=None, metadata=PER_PROCESS)
     trials: int = 20
     """The study's total of spent trials (baselines included); a worker's own cap is `max_new_trials`."""
-    timeout: float | None = None
+    timeout: float | None = field(default=None, metadata=PER_PROCESS)
     epochs: int | None = None
     objectives: tuple[str, ...] | None = None
     """Default: the task's (auc, latency_p95 for xray; cpm, latency_p95 for nodule)."""
@@ -67,16 +71,16 @@ class SearchConfig:
     target_sensitivity: float = 0.95
     data: str | None = None
     positive_class: str | None = None
-    baselines: bool = True
+    baselines: bool = field(default=True, metadata=PER_PROCESS)
     trial_timeout: float | None = None
     keep_artifacts: Literal["front", "all"] = "front"
-    progress: bool = True
-    grace_period: float = GRACE_PERIOD_S
+    progress: bool = field(default=True, metadata=PER_PROCESS)
+    grace_period: float = field(default=GRACE_PERIOD_S, metadata=PER_PROCESS)
     """Seconds without a heartbeat after which a running trial is taken for dead, failed and retried once."""
-    worker: int | None = None
+    worker: int | None = field(default=None, metadata=PER_PROCESS)
     """Set in a worker process: it joins a running study, so it never takes RUNNING trials for orphans."""
-    max_new_trials: int | None = None
-    threads: int | None = None
+    max_new_trials: int | None = field(default=None, metadata=PER_PROCESS)
+    threads: int | None = field(default=None, metadata=PER_PROCESS)
     """Training threads (default: every core this process may use); local workers split the cores."""
     teacher: str | None = None
     """Checkpoint folder distillation learns from; default: the study's best validation-AUC model so far."""
@@ -99,12 +103,9 @@ class SearchConfig:
     compression-only variants start from."""
 
 
-# What a worker needs to run the study's trials as its creator would, beyond the strict settings.
-RUN_FIELDS = ("task", "hardware", "space", "trials", "epochs", "objectives", "sampler", "population", "seed",
-              "max_latency_ms", "min_sensitivity", "target_sensitivity", "data", "positive_class", "trial_timeout",
-              "keep_artifacts", "teacher", "device_url", "device_token_file", "device_ca_file", "allow_estimate",
-              "any_device", "train_device", "rungs", "reduction_factor", "brackets",
-              "warm_start")
+def run_fields() -> tuple[str, ...]:
+    """What a worker needs to run the study's trials as its creator would: every setting not per process."""
+    return tuple(f.name for f in fields(SearchConfig) if not f.metadata.get("per_process"))
 
 
 @dataclass
@@ -164,7 +165,7 @@ def prepare(config: SearchConfig) -> SearchRun:
     sampler = make_sampler(config.sampler, seed=seed, population=config.population)
     study, created = create_or_resume(name, storage, settings, sampler)
     if config.worker is None:
-        study.set_user_attr(RUN_ATTR, {k: getattr(config, k) for k in RUN_FIELDS} | portable_refs(config))
+        study.set_user_attr(RUN_ATTR, {k: getattr(config, k) for k in run_fields()} | portable_refs(config))
         if config.storage is None:  # the default local SQLite file has one owner: running trials are orphans
             orphans = fail_orphans(study)
             if orphans:
@@ -182,7 +183,7 @@ def prepare(config: SearchConfig) -> SearchRun:
     write_json(results_dir / "environment.json", study.user_attrs.get(ENVIRONMENT_ATTR, {}))
     context = TrialContext(
         task=task, space=space, target=target, dataset=dataset, results_dir=results_dir, seed=config.seed,
-        target_sensitivity=config.target_sensitivity, max_latency_ms=budget,
+        target_sensitivity=config.target_sensitivity, constraints=settings.constraints,
         max_epochs=config.epochs, trial_timeout=config.trial_timeout,
         train_device=resolve_train_device(config.train_device),
         teacher=(lambda: fixed_teacher) if fixed_teacher else (lambda: best_in_study(study, results_dir / "trials")),
@@ -316,7 +317,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                 bar.start_trial(f"trial {trial.number} {label}".strip(), f"best AUC {best_auc:.4f}" if best_auc else "")
                 try:
                     with heartbeat(study, trial):
-                        result = PIPELINES.get(ctx.task.name)(ctx, trial)
+                        result = (run_nodule_trial if is_pipeline(ctx.task) else run_trial)(ctx, trial)
                 except StoppedEarly as exc:
                     reason = record_failure(ctx, trial.number, exc, "stopped")
                     trial.set_user_attr("stopped", {"epochs": exc.epochs, "reason": reason})
@@ -343,7 +344,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                 else:
                     values = [o.value(result) for o in objectives]
                     trial.set_user_attr("result", result.model_dump(mode="json"))
-                    for key, value in constraint_values(run.settings, result).items():
+                    for key, value in result_constraints(run.settings.constraints, result).items():
                         trial.set_constraint(key, value)
                     study.tell(trial, values)
                     val = result.metrics["val"]
@@ -376,15 +377,6 @@ def fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def constraint_values(settings: StudySettings, result: TrialResult) -> dict[str, float]:
-    """Optuna constraints (not penalties): feasible when every value is <= 0. The latency budget is the
-    effective one (--max-latency-ms, else the profile's), as stored in the study's settings."""
-    values = {}
-    if settings.max_latency_ms is not None:
-        values["max_latency_ms"] = budget_latency_ms(result.measurement) - settings.max_latency_ms
-    if settings.min_sensitivity is not None:
-        values["min_sensitivity"] = settings.min_sensitivity - result.metrics["val"]["sensitivity"]
-    return values
 
 
 def _best(study: optuna.Study, name: str, objectives: list) -> float | None:

@@ -19,6 +19,7 @@ from nas.defaults import GRACE_PERIOD_S, SAMPLERS
 from nas.errors import ConfigError, StudyError, unknown_name
 from nas.hardware import cpu_name
 from nas.hardware.onnxruntime_cpu import available_threads
+from nas.search.constraints import Constraints
 
 SETTINGS_ATTR = "nas_settings"
 RUN_ATTR = "nas_run"
@@ -56,6 +57,11 @@ class StudySettings(BaseModel):
     STRICT: ClassVar[tuple[str, ...]] = ("task", "space_digest", "hardware_digest", "objectives", "max_latency_ms",
                                "min_sensitivity", "target_sensitivity", "data_fingerprint",
                                "latency_method", "fidelity", "epochs")
+
+    @property
+    def constraints(self) -> Constraints:
+        """The study's budget and floor, as every feasibility check reads them."""
+        return Constraints(max_latency_ms=self.max_latency_ms, min_sensitivity=self.min_sensitivity)
 
     def differences(self, stored: StudySettings) -> list[str]:
         out = []

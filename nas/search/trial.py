@@ -14,7 +14,6 @@ import optuna
 import torch
 
 from nas import interrupt, progress
-from nas._registry import Registry
 from nas._io import atomic_write_bytes, write_json
 from nas.compress import build_model, load_model, plan_channels, prune_to_channels, quantize_int8
 from nas.compress.quantize import CALIBRATION_IMAGES
@@ -26,7 +25,7 @@ from nas.hardware.cache import MeasurementCache
 from nas.hardware.runtime_choice import RuntimeChoice, int8_artifact, measure_runtimes, measure_with
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
-from nas.search.feasibility import budget_basis, budget_latency_ms
+from nas.search.constraints import Constraints, budget_basis, budget_latency_ms, constraint_values
 from nas.search.fidelity import BRACKET_ATTR, RUNGS_ATTR, Fidelity, promotion, rung_competitors
 from nas.search.objectives import Objective
 from nas.search.result import TrialResult
@@ -69,7 +68,7 @@ class TrialContext:
     results_dir: Path
     seed: int
     target_sensitivity: float
-    max_latency_ms: float | None
+    constraints: Constraints
     max_epochs: int | None
     trial_timeout: float | None
     train_device: str = "cpu"
@@ -298,13 +297,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, epochs: int, whose: str)
     return state
 
 
-TrialPipeline = Callable[[TrialContext, optuna.Trial], TrialResult]
-PIPELINES: Registry[TrialPipeline] = Registry("trial pipeline")
-"""Per task: the path a trial takes. Classification tasks share `run_trial`; a task whose candidate is more than
-one model (the nodule task's two stages) registers its own, built from the same pieces."""
-PIPELINES.register("xray", run_trial)
-
-
 def deployed_artifact(spec: Spec, folder: Path, model: torch.nn.Module | None = None) -> Path | Predictor:
     """What a candidate ships as, for scoring: model.onnx (INT8 for an int8 candidate), or for fp16 the model run
     in half precision, since fp16 runtimes convert the float model themselves."""
@@ -348,10 +340,13 @@ def distillation(ctx: TrialContext, spec: Spec, flags: list[str]) -> tuple[Disti
     return Distillation(logits, temperature=c.temperature, alpha=c.alpha), teacher.name
 
 
-def check_budgets(ctx: TrialContext, m: Measurement) -> None:
-    budget = ctx.max_latency_ms
-    if budget is not None and budget_latency_ms(m) > budget:
-        raise Infeasible(f"{budget_basis(m)} latency {budget_latency_ms(m):.3f} ms is over the {budget} ms budget")
+def check_budgets(ctx: TrialContext, m: Measurement, what: str = "latency") -> None:
+    """Phase 1's verdict: the study's constraints on the untrained shapes (latency only), and the profile's
+    memory budget."""
+    latency = budget_latency_ms(m)
+    if constraint_values(ctx.constraints, p95_ms=latency, sensitivity=None).get("max_latency_ms", 0) > 0:
+        raise Infeasible(f"{budget_basis(m)} {what} {latency:.3f} ms is over the "
+                         f"{ctx.constraints.max_latency_ms:g} ms budget")
     memory = ctx.profile.budgets.max_memory_mb
     if memory is not None and m.peak_memory_mb > memory:
         raise Infeasible(f"peak memory {m.peak_memory_mb:.1f} MB is over the {memory} MB budget")

@@ -349,6 +349,7 @@ def _make_spec(
         return Spec(
             family=family, arch=arch, input_size=input_size, in_channels=in_channels, num_classes=num_classes,
             training=TrainingSpec(**training), compression=CompressionSpec(**compression), baseline=baseline,
+            spatial_dims=get_family(family).spatial_dims,  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise ConfigError(f"{space.path}: cannot build a candidate: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +13,26 @@ from torch import nn
 
 from nas._registry import Registry
 from nas.data import Dataset
-from nas.export import Predictor
+from nas.export import Normalisation, Predictor, onnx_predict, onnx_session
 from nas.hardware import HardwareProfile
+from nas.metrics import binary_metrics, threshold_for_sensitivity
 from nas.spec import Spec, TrainingSpec
-from nas.train import Distillation
+from nas.tasks._objectives import OBJECTIVES, Objective
+from nas.train import Distillation, train_classifier
 
 
 class Task(ABC):
     """Knows nothing of Optuna: it trains a spec and scores a deployed artifact on a split."""
 
     name: str
+    description: str
     default_space: str
     metric_names: tuple[str, ...]
     default_objectives: tuple[str, ...] = ("auc", "latency_p95")
+    objectives: tuple[Objective, ...] = ()
+    normalisation: Normalisation
+    """What its inputs' pre-processing does, written into every export so a deployment repeats it."""
+    """Objectives only this task's metrics carry (registered with the task, see `register_task`)."""
 
     def latency_budget_ms(self, profile: HardwareProfile) -> float | None:
         """The budget a search applies when --max-latency-ms is not given: the profile's, per inference."""
@@ -62,8 +70,68 @@ class Task(ABC):
     ) -> dict[str, float]:
         """Metrics of the deployed ONNX artifact on `split`; `threshold` None means choose it on this split."""
 
+    def input_reader(self, io: dict[str, Any]) -> Callable[[Path], np.ndarray] | None:
+        """How `nas predict` turns one file into an exported model's input (C, ...), given the export's io.json;
+        None: a picture or DICOM image, resized and normalised as io.json says."""
+        return None
+
+
+class ClassificationTask(Task):
+    """A binary classifier of one input per case (the positive class is 1): a new such task says how a split
+    becomes model inputs (`inputs`) and how its data loads; training and scoring are shared."""
+
+    metric_names = ("auc", "accuracy", "sensitivity", "specificity", "threshold")
+    augments = True
+    """Whether the training loop's 2D affine augmentation applies (not to volumes)."""
+
+    @abstractmethod
+    def inputs(self, dataset: Dataset, split: str, input_size: int) -> torch.Tensor:
+        """Every pre-processed input of a split, in order, at `input_size` (kept in `dataset.derived`)."""
+
+    def train(
+        self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
+        recipe: TrainingSpec | None = None, distill: Distillation | None = None, device: str = "cpu",
+        stop_after: int | None = None, resume: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        recipe = recipe or spec.training
+        if not self.augments:
+            recipe = recipe.model_copy(update={"augment": 0.0})
+        labels = torch.from_numpy(dataset.split("train").labels)
+        log = train_classifier(model, self.inputs(dataset, "train", spec.input_size), labels, recipe, seed=seed,
+                               deadline=deadline, distill=distill, device=device, stop_after=stop_after,
+                               resume=resume)
+        return {"epoch_losses": log.epoch_losses, "train_seconds": log.seconds, "state": log.state}
+
+    def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
+        return self.inputs(dataset, split, spec.input_size)[:count]
+
+    def scores(self, artifact: Path | Predictor, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
+        inputs = self.inputs(dataset, split, spec.input_size).numpy()
+        logits = onnx_predict(onnx_session(artifact), inputs) if isinstance(artifact, Path) else artifact(inputs)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return probs[:, 1]
+
+    def evaluate(
+        self, artifact: Path | Predictor, spec: Spec, dataset: Dataset, split: str, *, threshold: float | None,
+        target_sensitivity: float,
+    ) -> dict[str, float]:
+        scores = self.scores(artifact, spec, dataset, split)
+        labels = dataset.split(split).labels
+        if threshold is None:
+            threshold = threshold_for_sensitivity(labels, scores, target_sensitivity)
+        return binary_metrics(labels, scores, threshold)
+
 
 TASKS: Registry[Task] = Registry("task")
+
+
+def register_task(task: Task) -> Task:
+    """The one place a task plugs in: the task and the objectives its metrics add."""
+    TASKS.register(task.name, task)
+    for objective in task.objectives:
+        OBJECTIVES.register(objective.name, objective)
+    return task
 
 
 def get_task(name: str) -> Task:

@@ -10,9 +10,8 @@ import torch
 
 from nas.compress import build_model, plan_channels, prune_to_channels, quantize_int8
 from nas.export import check_parity, onnx_predict, onnx_session, to_onnx
-from nas.models import create_model
+from nas.models import create_model, get_family, list_families
 from nas.models.complexity import count_params
-from nas.models.volume import VolumeSpec, as_model_spec, list_volume_families
 from nas.spaces import load_space
 from nas.tasks.nodule.space import NoduleSpec, sample_nodule_spec, stages
 from test_families import _extreme
@@ -35,17 +34,18 @@ def extreme(family: str, largest: bool) -> NoduleSpec:
     return sample_nodule_spec(SPACE, study.ask(), max_epochs=1)
 
 
-CASES = [(f, largest) for f in list_volume_families() for largest in (False, True)]
+VOLUME_FAMILIES = [f for f in list_families() if get_family(f).spatial_dims == 3]
+CASES = [(f, largest) for f in VOLUME_FAMILIES for largest in (False, True)]
 
 
 def test_the_nodule_space_offers_every_3d_family():
-    assert set(stages(SPACE)[1]) == set(list_volume_families()) == {"dsconv3d", "resnet3d"}
+    assert set(stages(SPACE)[1]) == set(VOLUME_FAMILIES) == {"dsconv3d", "resnet3d"}
 
 
 @pytest.mark.parametrize("family,largest", CASES, ids=[f"{f}-{'largest' if l else 'smallest'}" for f, l in CASES])
 def test_3d_family_builds_runs_and_exports(family, largest, tmp_path):
-    spec = as_model_spec(extreme(family, largest).classify)
-    assert isinstance(spec, VolumeSpec) and spec.input_shape == (1, SMALL_PATCH, SMALL_PATCH, SMALL_PATCH)
+    spec = extreme(family, largest).classify
+    assert spec.spatial_dims == 3 and spec.input_shape == (1, SMALL_PATCH, SMALL_PATCH, SMALL_PATCH)
     model = create_model(spec).eval()
     inputs = torch.randn(4, *spec.input_shape)
     with torch.no_grad():
@@ -55,15 +55,15 @@ def test_3d_family_builds_runs_and_exports(family, largest, tmp_path):
 
 
 def test_largest_is_larger_than_smallest():
-    for family in list_volume_families():
-        small, large = (create_model(as_model_spec(extreme(family, flag).classify)) for flag in (False, True))
+    for family in VOLUME_FAMILIES:
+        small, large = (create_model(extreme(family, flag).classify) for flag in (False, True))
         assert count_params(large) > count_params(small), family
 
 
 @pytest.mark.parametrize("family", ["dsconv3d", "resnet3d"])
 def test_3d_pruning_and_int8(family, tmp_path):
     """Pruned shapes come from the spec (settled point 1) in 3D as in 2D, and INT8 runs on 3D convolutions."""
-    spec = as_model_spec(extreme(family, False).classify)
+    spec = extreme(family, False).classify
     model = create_model(spec)
     channels = plan_channels(model, spec, 0.5)
     assert channels

@@ -10,9 +10,8 @@ import torch
 
 from nas.data import load_dataset
 from nas.export import check_parity, to_onnx
-from nas.models import create_model, list_families
+from nas.models import create_model, get_family, list_families
 from nas.models.complexity import count_macs, count_params
-from nas.models.volume import list_volume_families
 from nas.spaces import Distribution, load_space, sample_spec
 from nas.spec import Spec, TrainingSpec
 from nas.tasks.xray import preprocess
@@ -99,4 +98,4 @@ def test_width_multiplier_scales_timm_families():
 
 def test_every_registered_family_is_covered():
     """2D families here; the 3D (volume) ones in test_3d_families.py."""
-    assert set(list_families()) == set(SPACE.families) | {"resnet"} | set(list_volume_families())
+    assert set(list_families()) == set(SPACE.families) | {"resnet"} | {f for f in list_families() if get_family(f).spatial_dims == 3}

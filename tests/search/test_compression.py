@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 
+from _regression import assert_same_as_before
 from conftest import FIXTURES, QUICK_PROFILE, schema
 from nas.compress import load_model
 from nas.errors import TrialError
@@ -44,6 +45,12 @@ def searched(tmp_path_factory):
 
 def result(run, number: int) -> dict:
     return json.loads((run.context.trial_dir(number) / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_same_seeds_give_the_same_trials_and_front_fields_as_before_the_task_plug_in(searched):
+    run, doc, _ = searched
+    assert_same_as_before("xray-compression", run.study.trials, doc)
 
 
 @pytest.mark.slow

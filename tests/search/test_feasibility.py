@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 from nas.hardware import Measurement
 from nas.hardware._measurement import Disturbance
-from nas.search.feasibility import budget_latency_ms, explain_infeasible, remeasure
+from nas.search.constraints import budget_latency_ms
+from nas.search.feasibility import explain_infeasible, remeasure
 
 
 def _m(p50, p95, gave_up=False):

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 
 import jsonschema
+import optuna
 import pytest
+from _regression import assert_same_as_before
 from conftest import FIXTURES, QUICK_PROFILE, REPO, SHARED, run_nas, schema
 
 from nas.report.html import write_report
+from nas.report.package import open_trial
 from nas.search.final import finalize
 from nas.search.runner import SearchConfig, prepare, run_search
 from nas.tasks.nodule.export import export_nodule_trial
@@ -46,6 +49,12 @@ def test_front_is_schema_valid_with_per_scan_latency(study):
     assert doc["data"]["scans"] == {"train": 1, "val": 0, "test": 1}
 
 
+def test_the_same_seeds_give_the_same_trials_and_front_fields_as_before_the_task_plug_in(study):
+    results, doc = study
+    stored = optuna.load_study(study_name="nodule-tiny", storage=f"sqlite:///{results / 'nodule-tiny' / 'study.db'}")
+    assert_same_as_before("nodule-tiny", stored.trials, doc)
+
+
 def test_the_report_shows_the_nodule_front(study):
     results, doc = study
     page = write_report(results / "nodule-tiny").read_text()
@@ -73,7 +82,7 @@ def test_dense_baseline_is_measured_on_the_same_scans(study):
 def test_export_and_detect_json(study, tmp_path):
     results, doc = study
     trial = doc["knee_trial"]
-    card = export_nodule_trial(results, "nodule-tiny", trial, tmp_path / "model")
+    card = export_nodule_trial(*open_trial(results, "nodule-tiny", trial), tmp_path / "model")
     assert {"pipeline.json", "pipeline_config.json", "screen/model.onnx", "classify/model.onnx",
             "model_card.md"} <= set(card["files"])
     assert max(card["parity_max_abs_diff"].values()) < 1e-3

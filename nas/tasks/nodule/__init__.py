@@ -16,13 +16,14 @@ from torch import nn
 
 from nas.data import Dataset
 from nas.errors import ConfigError
-from nas.export import Predictor
+from nas.export import Normalisation, Predictor
 from nas.hardware import HardwareProfile
 from nas.metrics import binary_metrics, threshold_for_sensitivity
-from nas.models.volume import is_volume_family
 from nas.spec import Spec, TrainingSpec
-from nas.tasks._task import TASKS, Task
+from nas.tasks._objectives import Objective
+from nas.tasks._task import Task, register_task
 from nas.tasks.nodule.data import NoduleData, load_nodule_dataset, nodule_data
+from nas.tasks.nodule.volume import HU_HIGH, HU_LOW, MEAN, STD
 from nas.tasks.nodule.pipeline import (
     Evaluation,
     TwoStage,
@@ -36,14 +37,18 @@ __all__ = ["NoduleTask", "stage_of"]
 
 def stage_of(spec: Spec) -> str:
     """'classify' for a 3D family's spec, 'screen' for a 2D one."""
-    return "classify" if is_volume_family(spec.family) else "screen"
+    return "classify" if spec.spatial_dims == 3 else "screen"
 
 
 class NoduleTask(Task):
     name = "nodule"
+    description = "lung nodule detection in CT: 2D slab screener + 3D patch classifier, scored by FROC (CPM)"
     default_space = "nodule"
     metric_names = ("auc", "accuracy", "sensitivity", "specificity", "threshold", "cpm", "sensitivity_at_fp")
     default_objectives = ("cpm", "latency_p95")
+    normalisation = Normalisation(mean=MEAN, std=STD, source=f"clip((HU - {HU_LOW:g}) / {HU_HIGH - HU_LOW:g}, 0, 1)")
+    objectives = (Objective("cpm", "maximize", "validation CPM of a detection pipeline (mean sensitivity at 1/8..8 "
+                            "FPs per scan)", lambda r: float(r.metrics["val"]["cpm"])),)
 
     def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset:
         if positive_class not in (None, "nodule"):
@@ -96,4 +101,4 @@ class NoduleTask(Task):
         return evaluate_scans(detector.run, data.froc_scans(split))
 
 
-TASKS.register(NoduleTask.name, NoduleTask())
+register_task(NoduleTask())

@@ -14,10 +14,9 @@ from typing import Any
 
 from nas._io import atomic_write_text, write_json
 from nas.compress import load_model
+from nas.data import Dataset
 from nas.export import check_parity
-from nas.models.volume import as_model_spec
-from nas.report.package import load_result, study_dataset, trial_dir
-from nas.search.runner import CACHE_DIR
+from nas.tasks._task import Task
 from nas.tasks.nodule.data import CROP_SPACING_MM, CROP_WINDOW_HU, nodule_data
 from nas.tasks.nodule.pipeline import (
     CLASSIFY_DIR,
@@ -79,16 +78,14 @@ def pipeline_config(folder: Path) -> dict[str, Any]:
     }
 
 
-def export_nodule_trial(results: Path, study: str, trial: int, out: Path, data: str | None = None) -> dict[str, Any]:
-    """Write trial `trial` of nodule study `study` to `out`; returns the model card as a dict."""
-    folder = trial_dir(Path(results), study, trial)
-    result = load_result(folder, study, trial)
+def export_nodule_trial(folder: Path, result: Any, task: Task, dataset: Dataset, out: Path) -> dict[str, Any]:
+    """Write the nodule trial in `folder` (its finished `result`, trained on `dataset`) to `out`; returns the model
+    card as a dict. The caller opens the study (nas.report.package.open_trial): a task never reads the search."""
+    study, trial = folder.parent.parent.name, int(folder.name)
     spec, _, _ = load_pipeline(folder)
-    task, dataset = study_dataset(folder.parent.parent, data)
-    dataset.decoded_cache = Path(results) / CACHE_DIR / "decoded"  # the search's pre-processed scans
     out = Path(out)
     parity = {}
-    for stage, stage_spec in ((SCREEN_DIR, spec.screen), (CLASSIFY_DIR, as_model_spec(spec.classify))):
+    for stage, stage_spec in ((SCREEN_DIR, spec.screen), (CLASSIFY_DIR, spec.classify)):
         (out / stage).mkdir(parents=True, exist_ok=True)
         for name in STAGE_FILES:
             if (folder / stage / name).exists():

@@ -24,7 +24,7 @@ from scipy import ndimage
 from nas.errors import ConfigError
 from nas.export import Predictor, onnx_predict, onnx_session
 from nas.hardware import Measurement
-from nas.search.result import ScanLatency, StageTiming
+from nas.tasks._latency import ScanLatency, StageTiming
 from nas.tasks.nodule.froc import Candidate, Froc, ScanTruth, froc
 from nas.tasks.nodule.space import NoduleSpec
 from nas.tasks.nodule.volume import (

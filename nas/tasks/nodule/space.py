@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nas.errors import ConfigError
 from nas.models import get_family
-from nas.models.volume import PATCH_PARAMS, is_volume_family
+from nas.models.volume import PATCH_PARAMS
 from nas.spaces import TRAINING_DEFAULTS, SearchSpace, draw, sample_compression
 from nas.spec import CompressionSpec, Spec, TrainingSpec
 from nas.tasks.nodule.volume import SLAB_OFFSETS
@@ -35,6 +35,12 @@ class NoduleSpec(BaseModel):
     candidates: int = Field(ge=1, description="at most this many stage-1 candidates go to stage 2 per scan")
     screen_threshold: float = Field(ge=0, le=1, description="stage-1 score a tile needs to become a candidate")
 
+    @field_validator("classify")
+    @classmethod
+    def _volume(cls, classify: Spec) -> Spec:
+        """Pipelines stored before specs carried `spatial_dims` read as 2D; the second stage is a volume model."""
+        return classify if classify.spatial_dims == 3 else classify.model_copy(update={"spatial_dims": 3})
+
     @property
     def patch_size(self) -> int:
         return self.classify.input_size
@@ -46,8 +52,8 @@ class NoduleSpec(BaseModel):
 
 def stages(space: SearchSpace) -> tuple[list[str], list[str]]:
     """The space's first-stage (2D) and second-stage (3D) families; both must be present."""
-    first = [f for f in space.families if not is_volume_family(f)]
-    second = [f for f in space.families if is_volume_family(f)]
+    first = [f for f in space.families if get_family(f).spatial_dims == 2]
+    second = [f for f in space.families if get_family(f).spatial_dims == 3]
     if not first or not second:
         missing = "a 2D screener family (dsconv, mobilenetv3, ...)" if not first else "a 3D family (dsconv3d, resnet3d)"
         raise ConfigError(f"{space.path}: a nodule space needs {missing} under families")
@@ -82,6 +88,7 @@ def sample_nodule_spec(space: SearchSpace, trial: optuna.Trial, *, max_epochs: i
         # patches are augmented when derived (jitter, flips, quarter turns): the 2D affine does not apply in 3D
         classify = Spec(family=classify_family, arch=classify_arch, input_size=int(hand_off["patch_size"]),
                         in_channels=1, num_classes=2, training=recipe.model_copy(update={"augment": 0.0}),
+                        spatial_dims=3,
                         compression=CompressionSpec(**sample_compression(space, trial)))
         return NoduleSpec(screen=screen, classify=classify, candidates=int(hand_off["candidates"]),
                           screen_threshold=float(hand_off["screen_threshold"]))
