@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 
 from nas.cli._common import add_study_options, err
-from nas.search.objectives import OBJECTIVES
 
 EPILOG = """examples:
   nas report --study xray-cpu
@@ -26,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "trial records: every trial, the front, baselines, knee, constraints and convergence.",
     )
     add_study_options(p, study_required=True)  # the storage is read only with --remeasure
-    names = ", ".join(OBJECTIVES.names())
-    p.add_argument("--x", help=f"objective across (default: the study's first minimised one); one of {names}")
+    p.add_argument("--x", help="objective across (default: the study's first minimised one); `nas tasks` lists "
+                               "each task's objectives")
     p.add_argument("--y", help="objective up (default: the study's first maximised one)")
     p.add_argument("--remeasure", action="store_true",
                    help="re-measure the front and baselines in one session and rewrite pareto.json first (a "

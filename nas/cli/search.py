@@ -12,7 +12,6 @@ from nas import interrupt
 from nas.cli._common import add_device_options, add_json_option, add_study_options, err, print_json, study_name
 from nas.defaults import GRACE_PERIOD_S, SAMPLERS
 from nas.errors import ConfigError, TrialError
-from nas.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
 
 EPILOG = """examples:
   nas search --task xray --hardware cpu --trials 20
@@ -37,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, help="seconds after which no new trial is started (default: none)")
     p.add_argument("--epochs", type=int, help="cap on every trial's training epochs (quick runs and tests)")
     p.add_argument("--objectives",
-                   help=f"comma-separated, from: {', '.join(OBJECTIVES.names())} (default: the task's, "
-                        f"{','.join(DEFAULT_OBJECTIVES)} for xray, cpm,latency_p95 for nodule)")
+                   help="comma-separated objective names (default: the task's own; `nas tasks` lists each task's "
+                        "objectives)")
     p.add_argument("--sampler", default="nsga2", choices=SAMPLERS,
                    help="Optuna multi-objective sampler (default: nsga2; benchmarks/search_efficiency.py compares)")
     p.add_argument("--population", type=int, default=10, help="NSGA-II population / TPE start-up trials")

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.tasks import get_task, list_tasks
+    from nas.tasks import OBJECTIVES, get_task, list_tasks
 
     tasks = [get_task(name) for name in list_tasks()]
     if args.json:
@@ -24,4 +24,5 @@ def run(args: argparse.Namespace) -> int:
     for t in tasks:
         print(f"{t.name:<18} space={t.default_space:<18} objectives={','.join(t.default_objectives):<18} "
               f"{t.description}")
+    print(f"\n--objectives may name any of: {', '.join(OBJECTIVES.names())}")
     return 0
