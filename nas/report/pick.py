@@ -40,6 +40,12 @@ class NoFeasibleTrial(NasError):
 class Constraints(StudyConstraints):
     """Hard limits a deployment sets (the study's constraint model), judged on pareto.json entries."""
 
+    def __post_init__(self) -> None:
+        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
+            raise ConfigError(f"--max-latency-ms must be positive, got {self.max_latency_ms}")
+        if self.min_sensitivity is not None and not 0 < self.min_sensitivity <= 1:
+            raise ConfigError(f"--min-sensitivity must be in (0, 1], got {self.min_sensitivity}")
+
     def broken(self, member: Member) -> list[str]:
         """The flags of the constraints `member` breaks."""
         values = constraint_values(self, p95_ms=member_value(member, "latency_p95"),

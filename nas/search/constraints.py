@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.errors import ConfigError
 from nas.hardware import Measurement
 from nas.search.result import TrialResult
 
@@ -19,12 +18,6 @@ class Constraints:
 
     max_latency_ms: float | None = None
     min_sensitivity: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
-            raise ConfigError(f"--max-latency-ms must be positive, got {self.max_latency_ms}")
-        if self.min_sensitivity is not None and not 0 < self.min_sensitivity <= 1:
-            raise ConfigError(f"--min-sensitivity must be in (0, 1], got {self.min_sensitivity}")
 
     def as_dict(self) -> dict[str, float | None]:
         return {"max_latency_ms": self.max_latency_ms, "min_sensitivity": self.min_sensitivity}

@@ -48,6 +48,11 @@ def test_phase_one_judges_latency_only():
 
 
 @pytest.mark.parametrize("limits", [{"max_latency_ms": 0}, {"min_sensitivity": 1.5}])
-def test_impossible_limits_are_refused(limits):
+def test_impossible_limits_from_the_command_line_are_refused(limits):
     with pytest.raises(ConfigError, match="must be"):
-        Constraints(**limits)
+        PickConstraints(**limits)
+
+
+def test_stored_limits_are_read_as_they_are():
+    """A report reads what a study stored (a floor of 0 included), without judging the user's input again."""
+    assert constraint_values(Constraints(min_sensitivity=0.0), p95_ms=1.0, sensitivity=0.0) == {"min_sensitivity": 0}
