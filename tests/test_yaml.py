@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import yaml
 
 from nas import _yaml
 from nas.errors import ConfigError, shown

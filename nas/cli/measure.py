@@ -48,6 +48,8 @@ def input_shape(path: Path) -> tuple[int, ...]:
 
 def file_precision(path: Path) -> str | None:
     """int8 for a quantized ONNX file (QuantizeLinear/DequantizeLinear nodes), else None: the file does not say."""
+    import onnx
+
     graph = onnx.load(str(path), load_external_data=False).graph
     return "int8" if any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in graph.node) \
         else None

@@ -35,7 +35,6 @@ PROBE_INTERVAL_S = 0.5
 def reference_onnx() -> str:
     """Two 32-channel 3x3 convolutions on 32x32 (about a millisecond on one core: long enough to feel the
     scheduler, short enough to run before and after every timing), written once per machine."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
