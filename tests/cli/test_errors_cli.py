@@ -22,7 +22,7 @@ FAST = ["--hardware", str(QUICK_PROFILE), "--epochs", "1", "--trials", "1"]
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--task", "xrya"], "unknown task 'xrya' (did you mean 'xray'?); valid: nodule, xray"),
+    (["--task", "xrya"], "unknown task 'xrya' (did you mean 'xray'?); valid: nodule, nodule-malignancy, xray"),
     (["--hardware", "cpuu"], "unknown hardware profile 'cpuu' (did you mean 'cpu'?)"),
     (["--space", "xray-tiniy"], "unknown search space 'xray-tiniy' (did you mean 'xray-tiny'?)"),
     (["--objectives", "auc,latency"], "unknown objective 'latency'"),
