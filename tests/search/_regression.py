@@ -41,7 +41,9 @@ def assert_same_as_before(name: str, trials: list[optuna.trial.FrozenTrial], doc
                 assert val[key] == pytest.approx(value, abs=METRIC_TOLERANCE), key
     shape = before["pareto"]
     member = (doc["members"] or doc["baselines"])[0]
-    assert sorted(doc) == shape["keys"] and sorted(member) == shape["member_keys"]
+    # Every field the old code wrote is still written; fields added since by other features (the runtime choice,
+    # a timing's disturbance, the no-feasible-trial explanation) are additions, not changes.
+    assert set(shape["keys"]) <= set(doc) and set(shape["member_keys"]) <= set(member)
     assert {split: sorted(member["metrics"][split]) for split in ("val", "test")} == shape["metric_keys"]
-    assert sorted(member["latency"]) == shape["latency_keys"]
+    assert set(shape["latency_keys"]) <= set(member["latency"])
     assert sorted(doc["constraints"]) == shape["constraints_keys"]
