@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.cli._common import add_json_option, print_json
+from nas.cli._common import add_json_option, err, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
     for t in tasks:
         print(f"{t.name:<18} space={t.default_space:<18} objectives={','.join(t.default_objectives):<18} "
               f"{t.description}")
-    print(f"\n--objectives may name any of: {', '.join(OBJECTIVES.names())}")
+    err(f"--objectives may name any of: {', '.join(OBJECTIVES.names())}")
     return 0
