@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if not run_.created:
         err(resume_line(run_.study, config.trials, retry_interrupted(run_.study)))
     pareto = run_.context.results_dir / "pareto.json"
-    if not run_.created and budget_state(run_.study)[0] >= config.trials and pareto.exists():
+    if not run_.created and budget_state(run_.study)[0] >= config.trials and _front_is_current(pareto, run_.study):
         err(f"study {name!r} is finished ({config.trials} trials): its front is kept as it is; raise --trials to "
             f"run more, or `nas report --study {name} --remeasure` to re-measure it")
         return _print_front(json.loads(pareto.read_text()), pareto, args.json)
@@ -137,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
             "the same command again to write pareto.json and the report")
         return 130
     return _print_front(doc, pareto, args.json)
+
+
+def _front_is_current(pareto: Path, study) -> bool:  # noqa: ANN001 (optuna loads only in the commands using it)
+    """pareto.json was written after the study's last trial ended: its trial counts are the study's now. A front
+    written when the study was created (`--timeout 0`) or before workers finished is out of date."""
+    if not pareto.exists():
+        return False
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    return json.loads(pareto.read_text()).get("trials") == {s: states.count(s) for s in sorted(set(states))}
 
 
 def _print_front(doc: dict, pareto: Path, as_json: bool) -> int:
