@@ -22,11 +22,12 @@ from collections.abc import Sequence
 import numpy as np
 import optuna
 from optuna.trial import TrialState
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import ValidationError
 
 from nas.errors import ConfigError
 from nas.search.hypervolume import hypervolume
 from nas.search.pareto import _as_minimized, dominates
+from nas.spaces import Fidelity
 
 HV_MARGIN = 0.1
 """The hypervolume reference for ranking a rung: this far beyond the worst value of each scaled objective."""
@@ -34,46 +35,6 @@ RUNGS_ATTR = "rungs"
 """Trial user attribute: {epochs (str): {"metrics": {...}, "objectives": [...]}} for every rung it reached; below
 the top rung the float model's validation metrics, at the top the completed (deployed) result's."""
 BRACKET_ATTR = "bracket"
-
-
-class Fidelity(BaseModel):
-    """Rungs in training epochs, ascending; the last is full training."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    rungs: list[int]
-    reduction_factor: int = 3
-    brackets: int = 1
-    """Hyperband-style: bracket b starts at rung b, so some trials skip the cheapest (noisiest) rungs."""
-
-    @model_validator(mode="after")
-    def _check(self) -> Fidelity:
-        if not self.rungs or any(r < 1 for r in self.rungs) or list(self.rungs) != sorted(set(self.rungs)):
-            raise ValueError(f"rungs must be increasing epoch counts of at least 1, got {self.rungs}")
-        if self.reduction_factor < 2:
-            raise ValueError(f"reduction_factor must be at least 2 (keep the top 1/2 or fewer), "
-                             f"got {self.reduction_factor}")
-        if not 1 <= self.brackets <= len(self.rungs):
-            raise ValueError(f"brackets must be between 1 and the number of rungs ({len(self.rungs)}), "
-                             f"got {self.brackets}")
-        return self
-
-    @property
-    def epochs(self) -> int:
-        return self.rungs[-1]
-
-    def bracket_of(self, trial_number: int) -> int:
-        return trial_number % self.brackets
-
-    def rungs_for(self, bracket: int) -> list[int]:
-        return self.rungs[bracket:]
-
-    def within(self, budget: int | None, where: str) -> Fidelity:
-        """Checked against the epoch budget (`--epochs`, or the space's largest epoch count)."""
-        if budget is not None and self.epochs > budget:
-            raise ConfigError(f"{where}: rung {self.epochs} is above the epoch budget of {budget}; rungs must lie "
-                              f"in 1..{budget} (lower the rungs or raise --epochs)")
-        return self
 
 
 def parse_fidelity(rungs: str | Sequence[int] | None, reduction_factor: int | None, brackets: int | None,

@@ -15,7 +15,7 @@ from nas import _yaml
 from nas.errors import ConfigError, did_you_mean, shown
 from nas.models import get_family, list_families
 from nas.models._family import Bounds
-from nas.search.fidelity import Fidelity
+from nas.spaces._fidelity import Fidelity
 from nas.spec import CalibrationMethod, CompressionSpec, Precision, Spec, TrainingSpec
 
 Scalar = Union[bool, int, float, str]
