@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.hardware import load_profile, open_target
-from nas.search.nodule_trial import measure_at_batch
+from nas.tasks import measure_at_batch
 from nas.search.runner import CACHE_DIR
 from nas.tasks.nodule.data import load_nodule_dataset, nodule_data
 from nas.tasks.nodule.froc import froc

@@ -33,15 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nas.report.package import export_trial, open_trial, study_task
-    from nas.tasks.nodule.export import export_nodule_trial
+    from nas.tasks import get_task
 
-    if study_task(args.results, args.study) == "nodule":  # two stage models, a pipeline config and a card
-        card = export_nodule_trial(*open_trial(args.results, args.study, args.trial, args.data), args.out)
+    task = get_task(study_task(args.results, args.study))
+    card = task.export_bundle(lambda: open_trial(args.results, args.study, args.trial, args.data), args.out)
+    if card is not None:  # the task's own bundle (the nodule task: two stage models, a pipeline config, a card)
         if args.json:
             print_json(card)
         else:
-            print(f"exported nodule pipeline trial {args.trial} of {args.study} to {args.out}/: "
-                  f"{', '.join(card['files'])}")
+            print(f"exported {task.name} trial {args.trial} of {args.study} to {args.out}/: {', '.join(card['files'])}")
         return 0
     card = export_trial(args.results, args.study, args.trial, args.out, data=args.data, fmt=args.fmt,
                         max_auc_drop=args.max_auc_drop, refer_rate=args.refer_rate)

@@ -43,8 +43,10 @@ def compression_effect(r: TrialResult) -> dict[str, Any]:
 
 
 def prune_artifacts(results_dir: Path, keep: set[int]) -> None:
-    """Weights and ONNX files are kept for front members and baselines only (settled point 15)."""
+    """Weights and ONNX files are kept for front members and baselines only (settled point 15), in the trial
+    folder and in its stages' folders."""
     for trial_dir in (results_dir / "trials").glob("*"):
         if trial_dir.name.isdigit() and int(trial_dir.name) not in keep:
-            for name in ARTIFACTS:
-                (trial_dir / name).unlink(missing_ok=True)
+            for folder in (trial_dir, *(d for d in trial_dir.iterdir() if d.is_dir())):
+                for name in ARTIFACTS:
+                    (folder / name).unlink(missing_ok=True)

@@ -34,7 +34,6 @@ from nas.search.study import (
 )
 from nas.search.fidelity import Fidelity, parse_fidelity
 from nas.search.warm_start import enqueue_front, load_warm_start
-from nas.search.nodule_trial import is_pipeline, run_nodule_trial
 from nas.search.trial import Infeasible, StoppedEarly, TrialContext, record_failure, run_trial
 from nas.spaces import Distribution, SearchSpace, baseline_params, for_data, for_precisions, load_space
 from nas.tasks import get_task
@@ -284,7 +283,9 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     started = time.monotonic()
     done, _ = budget_state(study)
     bar = StudyProgress(total=config.trials, done=done, desc=study.study_name, terminal=config.progress)
-    best_auc = _best(study, "auc", objectives)
+    task = ctx.task
+    primary, primary_label = task.primary_metric, task.label(task.primary_metric)
+    best = _best(study, primary, objectives)
     try:
         with graceful_stop(), bar:
             while True:
@@ -314,10 +315,10 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                     continue
                 run.new_trials.append(trial.number)
                 label = trial.user_attrs.get("baseline", "")
-                bar.start_trial(f"trial {trial.number} {label}".strip(), f"best AUC {best_auc:.4f}" if best_auc else "")
+                bar.start_trial(f"trial {trial.number} {label}".strip(), f"best {primary_label} {best:.4f}" if best else "")
                 try:
                     with heartbeat(study, trial):
-                        result = (run_nodule_trial if is_pipeline(ctx.task) else run_trial)(ctx, trial)
+                        result = run_trial(ctx, trial)
                 except StoppedEarly as exc:
                     reason = record_failure(ctx, trial.number, exc, "stopped")
                     trial.set_user_attr("stopped", {"epochs": exc.epochs, "reason": reason})
@@ -348,12 +349,13 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                         trial.set_constraint(key, value)
                     study.tell(trial, values)
                     val = result.metrics["val"]
-                    best_auc = max(best_auc or 0.0, val["auc"])
-                    tqdm.write(f"trial {trial.number}: AUC {val['auc']:.4f}, sens {val['sensitivity']:.3f} / spec "
-                               f"{val['specificity']:.3f}, {result.measurement.short()}, train "
-                               f"{result.seconds.get('train', 0):.0f} s  {result.spec.summary()}", file=sys.stderr)
+                    best = max(best or 0.0, float(val[primary]))  # type: ignore[arg-type]
+                    tqdm.write(f"trial {trial.number}: {task.describe_metrics(val)}, "
+                               f"{task.describe_latency(result.measurement)}, train "
+                               f"{result.seconds.get('train', 0):.0f} s  "
+                               f"{task.summary(task.candidate_of(result.spec, result.pipeline))}", file=sys.stderr)
                 done, _ = budget_state(study)
-                bar.end_trial(done, f"best AUC {best_auc:.4f}" if best_auc else "")
+                bar.end_trial(done, f"best {primary_label} {best:.4f}" if best else "")
     finally:
         bar.close()
     return run

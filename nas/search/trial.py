@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tempfile
 import time
@@ -30,9 +31,9 @@ from nas.search.fidelity import BRACKET_ATTR, RUNGS_ATTR, Fidelity, promotion, r
 from nas.search.objectives import Objective
 from nas.search.result import TrialResult
 from nas.search.warm_start import TRAINED_WEIGHTS, WarmStart
-from nas.spaces import SearchSpace, sample_spec
+from nas.spaces import SearchSpace
 from nas.spec import Precision, Spec
-from nas.tasks import Task
+from nas.tasks import Stage, Task, target_at_batch
 from nas.train import Distillation
 from nas.train.teacher import Teacher, teacher_logits
 
@@ -97,88 +98,141 @@ class TrialContext:
 
 
 def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
+    """One candidate, every task: its stages measured before any training (phase 1), then trained, compressed,
+    exported, verified and scored (phase 2). The task says what the stages are, how their measurements compose
+    into the candidate's latency, and what scoring the whole candidate adds."""
     seconds: dict[str, float] = {}
     deadline = time.monotonic() + ctx.trial_timeout if ctx.trial_timeout else None
-    fidelity = ctx.fidelity
-    spec = sample_spec(ctx.space, trial, in_channels=ctx.dataset.in_channels, num_classes=2,
-                       max_epochs=fidelity.epochs if fidelity else ctx.max_epochs,
-                       epochs=fidelity.epochs if fidelity else None)
+    task, fidelity = ctx.task, ctx.fidelity
+    candidate = task.sample_candidate(ctx.space, trial, in_channels=ctx.dataset.in_channels,
+                                      max_epochs=fidelity.epochs if fidelity else ctx.max_epochs,
+                                      epochs=fidelity.epochs if fidelity else None)
     out = ctx.trial_dir(trial.number)
-    out.mkdir(parents=True, exist_ok=True)
-    if spec.compression.quant not in ctx.target.precisions:
-        raise TrialError(f"precision {spec.compression.quant} cannot be measured on profile {ctx.profile.name!r} "
+    for stage in candidate.stages:
+        candidate.folder(out, stage).mkdir(parents=True, exist_ok=True)
+    if fidelity is not None and not task.supports_rungs:
+        raise TrialError(f"multi-fidelity rungs are not supported by the {task.name} task yet; run it with "
+                         "--rungs none")
+    quant = candidate.main.spec.compression.quant
+    if quant not in ctx.target.precisions:
+        raise TrialError(f"precision {quant} cannot be measured on profile {ctx.profile.name!r} "
                          f"here (precisions: {', '.join(ctx.target.precisions)})")
 
-    # Phase 1: latency depends only on shapes, so the deployed shapes are measured on an untrained model first.
+    # Phase 1: latency depends only on shapes, so the deployed shapes are measured on untrained models first.
     progress.phase("measuring")
     started = time.monotonic()
     torch.manual_seed(ctx.seed + trial.number)  # initial weights are part of what --seed fixes
-    model = create_model(spec)
-    if spec.compression.prune_ratio:
-        channels = plan_channels(model, spec, spec.compression.prune_ratio, ctx.profile.channel_multiple)
-        spec = spec.model_copy(update={"compression": spec.compression.model_copy(update={"channels": channels})})
-    (out / "spec.json").write_text(spec.to_json())
-    trial.set_user_attr("spec", spec.model_dump(mode="json"))
-    deployed_shapes = build_model(spec)
-    params, macs = count_params(deployed_shapes), count_macs(deployed_shapes, spec.input_shape)
-    runtime_choice = measure_precisions(ctx, deployed_shapes, spec, out)
+    models = {stage.name: create_model(stage.spec) for stage in candidate.stages}
+    for stage in candidate.stages:
+        c = stage.spec.compression
+        if stage.compressed and c.prune_ratio:
+            channels = plan_channels(models[stage.name], stage.spec, c.prune_ratio, ctx.profile.channel_multiple)
+            candidate = task.with_stage_spec(candidate, stage.name, stage.spec.model_copy(
+                update={"compression": c.model_copy(update={"channels": channels})}))
+    task.write_candidate(candidate, out)
+    spec = candidate.main.spec
+    trial.set_user_attr("spec", candidate.record or spec.model_dump(mode="json"))
+    shapes = {stage.name: build_model(stage.spec) if stage.compressed else models[stage.name]
+              for stage in candidate.stages}
+    params = sum(count_params(shapes[stage.name]) for stage in candidate.stages)
+    stage_macs = {stage.name: count_macs(shapes[stage.name], stage.spec.input_shape) for stage in candidate.stages}
+    choices = {stage.name: measure_precisions(ctx, shapes[stage.name], stage, candidate.folder(out, stage))
+               for stage in candidate.stages}
+    runtime_choice = choices[candidate.main.name]
     by_precision = runtime_choice.by_precision
-    measurement = by_precision[spec.compression.quant]
+    measured = {name: choice.by_precision[s.spec.compression.quant]
+                for (name, choice), s in zip(choices.items(), candidate.stages)}
+    measurement, scan = task.compose_latency(candidate, ctx.dataset, measured)
     flags = speed_flags(ctx, by_precision)
     seconds["measure"] = time.monotonic() - started
     write_json(out / "measurement.json", measurement.model_dump())
     trial.set_user_attr("measurement", measurement.model_dump())
     if spec.baseline is None:  # baselines are the yardstick: always trained, even when over budget
-        check_budgets(ctx, measurement)
+        check_budgets(ctx, measurement, task.budget_what(candidate))
     interrupt.check()
 
-    # Phase 2: train (distilling if asked), prune to the planned counts and fine-tune, export, quantize, and
-    # score the deployed artifact on the validation split.
+    # Phase 2: train each stage (distilling if asked), prune to the planned counts and fine-tune, export,
+    # quantize, and score the deployed artifacts on the validation split.
     started = time.monotonic()
     progress.phase("training")
     distill, teacher = distillation(ctx, spec, flags)
     seed = ctx.seed + trial.number
-    partial = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
-                          metrics={})
-    train_log = train_candidate(ctx, trial, model, partial, flags, seed=seed, deadline=deadline, distill=distill)
+    partial = TrialResult(trial=trial.number, spec=spec, params=params, macs=stage_macs[candidate.main.name],
+                          measurement=measurement, metrics={})
+    logs: dict[str, dict[str, object]] = {}
+    for stage in candidate.stages:
+        model, folder = models[stage.name], candidate.folder(out, stage)
+        if len(candidate.stages) == 1:
+            logs[stage.name] = train_candidate(ctx, trial, model, partial, flags, seed=seed, deadline=deadline,
+                                               distill=distill)
+        else:
+            logs[stage.name] = ctx.task.train(model, stage.spec, ctx.dataset, seed=seed, deadline=deadline,
+                                              distill=distill if stage.compressed else None,
+                                              device=ctx.train_device)
+            logs[stage.name].pop("state", None)
+    train_log: dict[str, object] = dict(logs[candidate.main.name]) if len(candidate.stages) == 1 else dict(logs)
     train_log["device"] = ctx.train_device
-    if spec.compression.channels:
-        save_weights(model, out / TRAINED_WEIGHTS)  # what a compression-only variant can start from
-        prune_to_channels(model, spec, spec.compression.channels)
-        epochs = min(spec.compression.finetune_epochs, ctx.max_epochs or spec.compression.finetune_epochs)
-        if epochs:
-            progress.phase("fine-tuning")
-            recipe = spec.training.model_copy(update={"epochs": epochs, "lr": spec.training.lr * FINETUNE_LR_SCALE})
-            finetune = ctx.task.train(model, spec, ctx.dataset, seed=seed + 1, deadline=deadline, recipe=recipe,
-                                      distill=distill, device=ctx.train_device)
-            train_log["finetune_epoch_losses"] = finetune["epoch_losses"]
+    for stage in candidate.stages:
+        c = stage.spec.compression
+        if stage.compressed and c.channels:
+            model = models[stage.name]
+            save_weights(model, candidate.folder(out, stage) / TRAINED_WEIGHTS)  # what a compression-only variant can start from
+            prune_to_channels(model, stage.spec, c.channels)
+            epochs = min(c.finetune_epochs, ctx.max_epochs or c.finetune_epochs)
+            if epochs:
+                progress.phase("fine-tuning")
+                recipe = stage.spec.training.model_copy(update={"epochs": epochs,
+                                                                "lr": stage.spec.training.lr * FINETUNE_LR_SCALE})
+                finetune = ctx.task.train(model, stage.spec, ctx.dataset, seed=seed + 1, deadline=deadline,
+                                          recipe=recipe, distill=distill, device=ctx.train_device)
+                train_log["finetune_epoch_losses"] = finetune["epoch_losses"]
     seconds["train"] = time.monotonic() - started
     interrupt.check()
     progress.phase("scoring")
     started = time.monotonic()
-    save_weights(model, out / "model.pt")
-    quantized = spec.compression.quant == "int8"
-    float_onnx = to_onnx(model, spec.input_shape, out / (FLOAT_ONNX if quantized else DEPLOYED_ONNX))
-    check_parity(model, float_onnx, ctx.task.sample_inputs(spec, ctx.dataset))
+    artifacts: dict[str, Path | Predictor] = {}
+    for stage in candidate.stages:
+        artifacts[stage.name] = export_stage(ctx, stage, models[stage.name], candidate.folder(out, stage))
+    float_onnx = candidate.folder(out, candidate.main) / (FLOAT_ONNX if quant == "int8" else DEPLOYED_ONNX)
     float_val = ctx.task.evaluate(float_onnx, spec, ctx.dataset, "val", threshold=None,
                                   target_sensitivity=ctx.target_sensitivity)
-    val = float_val
-    if quantized:
-        calibration = ctx.task.sample_inputs(spec, ctx.dataset, CALIBRATION_IMAGES, "train").numpy()
-        quantize_int8(float_onnx, out / DEPLOYED_ONNX, calibration, method=spec.compression.calibration)
-    if spec.compression.quant != "fp32":
-        val = ctx.task.evaluate(deployed_artifact(spec, out, model), spec, ctx.dataset, "val", threshold=None,
-                                target_sensitivity=ctx.target_sensitivity)
+    val: dict[str, object] = dict(float_val)
+    if quant != "fp32":
+        val = dict(ctx.task.evaluate(artifacts[candidate.main.name], spec, ctx.dataset, "val", threshold=None,
+                                     target_sensitivity=ctx.target_sensitivity))
+    scored = task.score_candidate(candidate, artifacts, ctx.dataset, "val")
+    macs = stage_macs[candidate.main.name]
+    if scored is not None:
+        val |= scored.metrics
+        measurement, scan = task.compose_latency(candidate, ctx.dataset, measured, scored.runs)
+        flags += scored.flags
+    if scan is not None:  # a multi-stage candidate's MACs: each stage's, times the inputs it runs per case
+        macs = round(sum(scan.stages[s.name].runs * (s.batch or 1) * stage_macs[s.name] for s in candidate.stages))
     seconds["evaluate"] = time.monotonic() - started
     result = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
                          metrics={"val": val}, float_metrics={"val": float_val}, latency_by_precision=by_precision,
                          teacher=teacher, flags=flags, train_log=train_log, seconds=seconds,
-                         runtime_choice=runtime_choice)
+                         runtime_choice=runtime_choice, pipeline=candidate.record, scan_latency=scan,
+                         latency_by_stage=measured if len(candidate.stages) > 1 else {})
     if fidelity is not None and spec.baseline is None:
         record_rung(ctx, trial, spec.training.epochs, result)
         (out / CHECKPOINT).unlink(missing_ok=True)
     write_json(out / "result.json", result.model_dump(mode="json"))
     return result
+
+
+def export_stage(ctx: TrialContext, stage: Stage, model: torch.nn.Module, folder: Path) -> Path | Predictor:
+    """A trained stage's weights and ONNX (checked against PyTorch), quantized when it is compressed to int8;
+    returns what it ships as."""
+    spec = stage.spec
+    save_weights(model, folder / "model.pt")
+    quantized = stage.compressed and spec.compression.quant == "int8"
+    float_onnx = to_onnx(model, spec.input_shape, folder / (FLOAT_ONNX if quantized else DEPLOYED_ONNX))
+    check_parity(model, float_onnx, ctx.task.sample_inputs(spec, ctx.dataset))
+    if quantized:
+        calibration = ctx.task.sample_inputs(spec, ctx.dataset, CALIBRATION_IMAGES, "train").numpy()
+        quantize_int8(float_onnx, folder / DEPLOYED_ONNX, calibration, method=spec.compression.calibration)
+    return deployed_artifact(spec, folder, model) if stage.compressed else float_onnx
 
 
 def train_candidate(
@@ -305,19 +359,26 @@ def deployed_artifact(spec: Spec, folder: Path, model: torch.nn.Module | None = 
     return folder / DEPLOYED_ONNX
 
 
-def measure_precisions(ctx: TrialContext, model: torch.nn.Module, spec: Spec, out: Path) -> RuntimeChoice:
-    """The deployed precision, and fp32 beside any lower one, on every runtime the profile may deploy with; the
-    choice names the fastest (settled point 19), so a quantization or runtime that does not pay is visible.
+def measure_precisions(ctx: TrialContext, model: torch.nn.Module, stage: Stage, out: Path) -> RuntimeChoice:
+    """Phase 1's one measurement of a stage, at the batch it runs at: the deployed precision, and fp32 beside any
+    lower one, on every runtime the profile may deploy with; the choice names the fastest (settled point 19), so a
+    quantization or runtime that does not pay is visible. A stage that is not compressed ships as it is, on the
+    study's own runtime.
 
     INT8 scales do not change speed, so phase 1 calibrates on a few training images only (settled point 1).
     """
+    spec = stage.spec
     module = model if ctx.target.needs_model else None
-    origin = f"{ctx.results_dir.name} trial {out.name}"
+    origin = f"{ctx.results_dir.name} trial {out.parent.name} {stage.name}" if stage.folder else \
+        f"{ctx.results_dir.name} trial {out.name}"
+    target = target_at_batch(ctx.target, stage.batch)
+    if not stage.compressed:
+        target = dataclasses.replace(target, profile=target.profile.model_copy(update={"runtimes": [target.runtime]}))
     quant = spec.compression.quant
     with tempfile.TemporaryDirectory(prefix="shape-", dir=out) as tmp:
         fp32 = to_onnx(model, spec.input_shape, Path(tmp) / "fp32.onnx")
         calibration = ctx.task.sample_inputs(spec, ctx.dataset, 32, "train").numpy() if quant == "int8" else None
-        return measure_runtimes(ctx.target, fp32, tuple(dict.fromkeys(("fp32", quant))),  # type: ignore[arg-type]
+        return measure_runtimes(target, fp32, tuple(dict.fromkeys(("fp32", quant))),  # type: ignore[arg-type]
                                 measure_with(ctx.measurements, spec.input_shape, module, origin),
                                 int8_artifact(calibration), Path(tmp), allowed=(quant,))
 

@@ -14,9 +14,12 @@ from torch import nn
 from nas._registry import Registry
 from nas.data import Dataset
 from nas.export import Normalisation, Predictor, onnx_predict, onnx_session
-from nas.hardware import HardwareProfile
+from nas.hardware import HardwareProfile, Measurement, Target
 from nas.metrics import binary_metrics, threshold_for_sensitivity
+from nas.spaces import SearchSpace, sample_spec
 from nas.spec import Spec, TrainingSpec
+from nas.tasks._candidate import Candidate, CandidateScore, Stage
+from nas.tasks._latency import ScanLatency
 from nas.tasks._objectives import OBJECTIVES, Objective
 from nas.train import Distillation, train_classifier
 
@@ -30,9 +33,21 @@ class Task(ABC):
     metric_names: tuple[str, ...]
     default_objectives: tuple[str, ...] = ("auc", "latency_p95")
     objectives: tuple[Objective, ...] = ()
+    """Objectives only this task's metrics carry (registered with the task, see `register_task`)."""
     normalisation: Normalisation
     """What its inputs' pre-processing does, written into every export so a deployment repeats it."""
-    """Objectives only this task's metrics carry (registered with the task, see `register_task`)."""
+    primary_metric: str = "auc"
+    """The validation metric a user ranks this task's candidates by (trial lines, `nas pick`, the report)."""
+    metric_labels: dict[str, str] = {"auc": "AUC"}
+    """How a metric is named to a user, where not by its key."""
+    table_metrics: tuple[str, ...] = ()
+    """Metrics the front table shows beside AUC and sensitivity / specificity (val and test)."""
+    latency_unit: str | None = None
+    """What one latency is when not one inference of one model (pareto.json's constraints say it)."""
+    metrics_note: str | None = None
+    """What the metrics are of, when a candidate is more than one model (written beside them in pareto.json)."""
+    supports_rungs = True
+    """Whether multi-fidelity rungs can train its candidates (one model per candidate)."""
 
     def latency_budget_ms(self, profile: HardwareProfile) -> float | None:
         """The budget a search applies when --max-latency-ms is not given: the profile's, per inference."""
@@ -69,6 +84,75 @@ class Task(ABC):
         target_sensitivity: float,
     ) -> dict[str, float]:
         """Metrics of the deployed ONNX artifact on `split`; `threshold` None means choose it on this split."""
+
+    # -- what a candidate is, how its latency is composed and what scoring it adds (the one trial path's hooks)
+    def sample_candidate(self, space: SearchSpace, trial: Any, *, in_channels: int, max_epochs: int | None,
+                         epochs: int | None) -> Candidate:
+        """Draw a candidate from `space` on an Optuna trial; by default one model trained and compressed."""
+        return self.candidate_of(sample_spec(space, trial, in_channels=in_channels, num_classes=2,
+                                             max_epochs=max_epochs, epochs=epochs), None)
+
+    def candidate_of(self, spec: Spec, record: dict[str, Any] | None) -> Candidate:
+        """A stored candidate rebuilt from its main spec and its `record` (a trial result's `spec` and `pipeline`)."""
+        return Candidate((Stage("model", spec),))
+
+    def with_stage_spec(self, candidate: Candidate, stage: str, spec: Spec) -> Candidate:
+        """The candidate with one stage's spec replaced (once its pruned channel counts are planned)."""
+        return candidate.with_spec(stage, spec)
+
+    def summary(self, candidate: Candidate) -> str:
+        return candidate.main.spec.summary()
+
+    def write_candidate(self, candidate: Candidate, folder: Path) -> None:
+        """What a trial folder holds to rebuild the candidate."""
+        (folder / "spec.json").write_text(candidate.main.spec.to_json())
+
+    def compose_latency(self, candidate: Candidate, dataset: Dataset, measured: dict[str, Measurement],
+                        runs: dict[str, float] | None = None) -> tuple[Measurement, ScanLatency | None]:
+        """A whole candidate's latency from its stages' measurements (`runs`: runs per case seen while scoring;
+        None in phase 1, before any). One model: its own measurement."""
+        return measured[candidate.main.name], None
+
+    def budget_what(self, candidate: Candidate) -> str:
+        """What phase 1's budget is judged on, in a user's words."""
+        return "latency"
+
+    def score_candidate(self, candidate: Candidate, artifacts: dict[str, Path | Predictor], dataset: Dataset,
+                        split: str) -> CandidateScore | None:
+        """What scoring the whole candidate adds to its main stage's metrics; None for one model."""
+        return None
+
+    def describe_data(self, dataset: Dataset) -> dict[str, Any]:
+        return dataset.describe()
+
+    def artifacts(self, folder: Path) -> dict[str, str]:
+        """pareto.json's `artifacts` of a member kept in `folder`."""
+        return {"onnx": str(folder / "model.onnx"), "weights": str(folder / "model.pt")}
+
+    def front_extras(self, target: Target, candidate: Candidate | None, folder: Path | None, scan_ms: float | None,
+                     test: CandidateScore | None, dataset: Dataset, say: Callable[[str], None]) -> dict[str, Any]:
+        """What pareto.json adds for this task, given the knee member (None when the front is empty): its
+        candidate, folder, latency p50 and test scoring."""
+        return {}
+
+    def export_bundle(self, open_trial: Callable[[], tuple[Path, Any, Task, Dataset]], out: Path
+                      ) -> dict[str, Any] | None:
+        """Write a trial's deployable folder to `out` and return its model card; `open_trial` gives the trial's
+        folder, result, task and data (read only when needed). None: the one-model bundle, which the layer above
+        writes (nas.report.package: calibration, referral band, model card)."""
+        return None
+
+    # -- a task's words for its figures
+    def label(self, metric: str) -> str:
+        return self.metric_labels.get(metric, metric)
+
+    def describe_metrics(self, metrics: dict[str, Any]) -> str:
+        """One short line of a candidate's figures, for trial lines and pick reasons."""
+        return (f"{self.label('auc')} {metrics['auc']:.4f}, sens {metrics['sensitivity']:.3f} / spec "
+                f"{metrics['specificity']:.3f}")
+
+    def describe_latency(self, m: Measurement) -> str:
+        return m.short()
 
     def input_reader(self, io: dict[str, Any]) -> Callable[[Path], np.ndarray] | None:
         """How `nas predict` turns one file into an exported model's input (C, ...), given the export's io.json;

@@ -13,10 +13,9 @@ from conftest import FIXTURES, QUICK_PROFILE, SMALL_XRAY
 from nas.export import check_parity, to_onnx
 from nas.hardware import load_profile, open_target
 from nas.models import create_model
-from nas.spaces import load_space, sample_spec
+from nas.spaces import load_space
 from nas.spec import Spec
 from nas.tasks import OBJECTIVES, ClassificationTask, get_task, list_tasks
-from nas.tasks.nodule.space import sample_nodule_spec
 
 TINY_SPACES = {"xray": "xray-tiny-compress.yaml", "nodule": "nodule-tiny.yaml",
                "nodule-malignancy": "nodule-malignancy-tiny.yaml"}
@@ -24,12 +23,11 @@ TINY_SPACES = {"xray": "xray-tiny-compress.yaml", "nodule": "nodule-tiny.yaml",
 
 
 def stages(task_name: str, trial: optuna.Trial) -> list[Spec]:
-    """The candidate's models, one per stage (the nodule task's two stages, one model for the others)."""
+    """The candidate's models, one per stage, as the one trial path samples them."""
     space = load_space(str(FIXTURES / TINY_SPACES[task_name]))
-    if task_name == "nodule":
-        pipeline = sample_nodule_spec(space, trial, max_epochs=1)
-        return [pipeline.screen, pipeline.classify]
-    return [sample_spec(space, trial, in_channels=1, num_classes=2, max_epochs=1)]
+    candidate = get_task(task_name).sample_candidate(space, trial, in_channels=1, max_epochs=1, epochs=None)
+    assert candidate.main in candidate.stages and candidate.main.compressed
+    return [stage.spec for stage in candidate.stages]
 
 
 def tiny_slice(task_name: str, tmp_path):

@@ -7,6 +7,8 @@ FROC on whole scans (`evaluate_pipeline`): sensitivity at LUNA16's false-positiv
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +19,38 @@ from torch import nn
 from nas.data import Dataset
 from nas.errors import ConfigError
 from nas.export import Normalisation, Predictor
-from nas.hardware import HardwareProfile
+from nas.hardware import HardwareProfile, Measurement, Target
 from nas.metrics import binary_metrics, threshold_for_sensitivity
+from nas.spaces import SearchSpace
 from nas.spec import Spec, TrainingSpec
+from nas.tasks._candidate import Candidate, CandidateScore, Stage, measure_at_batch
+from nas.tasks._latency import ScanLatency
 from nas.tasks._objectives import Objective
 from nas.tasks._task import Task, register_task
 from nas.tasks.nodule.data import NoduleData, load_nodule_dataset, nodule_data
+from nas.tasks.nodule.export import export_nodule_trial
 from nas.tasks.nodule.volume import HU_HIGH, HU_LOW, MEAN, STD
 from nas.tasks.nodule.pipeline import (
+    CLASSIFY_DIR,
+    DENSE_BATCH,
+    DEPLOYED_ONNX,
+    PIPELINE_FILE,
+    SCREEN_BATCH,
+    SCREEN_DIR,
     Evaluation,
     TwoStage,
+    compose_latency,
     evaluate_scans,
     probabilities,
+    run_dense,
+    screen_batches,
 )
+from nas.tasks.nodule.space import NoduleSpec, sample_nodule_spec
 from nas.train import Distillation, train_classifier
 
-__all__ = ["NoduleTask", "stage_of"]
+__all__ = ["NoduleTask", "dense_baseline", "stage_of"]
+
+UNITS = {"screen": f"batch of {SCREEN_BATCH} tiles", "classify": "one candidate patch"}
 
 
 def stage_of(spec: Spec) -> str:
@@ -49,6 +67,13 @@ class NoduleTask(Task):
     normalisation = Normalisation(mean=MEAN, std=STD, source=f"clip((HU - {HU_LOW:g}) / {HU_HIGH - HU_LOW:g}, 0, 1)")
     objectives = (Objective("cpm", "maximize", "validation CPM of a detection pipeline (mean sensitivity at 1/8..8 "
                             "FPs per scan)", lambda r: float(r.metrics["val"]["cpm"])),)
+    primary_metric = "cpm"
+    metric_labels = {"auc": "patch AUC", "cpm": "CPM"}
+    table_metrics = ("cpm",)
+    latency_unit = "one whole scan"
+    metrics_note = ("auc, accuracy, sensitivity, specificity, threshold: the second stage on its patches; "
+                    "cpm, sensitivity_at_fp: the whole pipeline on whole scans (FROC)")
+    supports_rungs = False
 
     def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset:
         if positive_class not in (None, "nodule"):
@@ -99,6 +124,109 @@ class NoduleTask(Task):
         """FROC of the whole pipeline on the split's scans (for a composite validation, see nodule.data)."""
         data: NoduleData = nodule_data(dataset)
         return evaluate_scans(detector.run, data.froc_scans(split))
+
+    # -- a candidate: a 2D screener (fp32, batches of tiles) then a 3D classifier (compressed, one patch a run)
+    def sample_candidate(self, space: SearchSpace, trial: Any, *, in_channels: int, max_epochs: int | None,
+                         epochs: int | None) -> Candidate:
+        return self._candidate(sample_nodule_spec(space, trial, max_epochs=max_epochs))
+
+    def candidate_of(self, spec: Spec, record: dict[str, Any] | None) -> Candidate:
+        return self._candidate(NoduleSpec.model_validate(record))
+
+    def _candidate(self, pipeline: NoduleSpec) -> Candidate:
+        return Candidate((Stage("screen", pipeline.screen, SCREEN_DIR, SCREEN_BATCH, compressed=False),
+                          Stage("classify", pipeline.classify, CLASSIFY_DIR, 1)), pipeline.model_dump(mode="json"))
+
+    def with_stage_spec(self, candidate: Candidate, stage: str, spec: Spec) -> Candidate:
+        return self._candidate(self._pipeline(candidate).model_copy(update={stage: spec}))
+
+    @staticmethod
+    def _pipeline(candidate: Candidate) -> NoduleSpec:
+        return NoduleSpec.model_validate(candidate.record)
+
+    def summary(self, candidate: Candidate) -> str:
+        return self._pipeline(candidate).summary()
+
+    def write_candidate(self, candidate: Candidate, folder: Path) -> None:
+        (folder / PIPELINE_FILE).write_text(self._pipeline(candidate).model_dump_json(indent=2))
+
+    def compose_latency(self, candidate: Candidate, dataset: Dataset, measured: dict[str, Measurement],
+                        runs: dict[str, float] | None = None) -> tuple[Measurement, ScanLatency | None]:
+        """One validation scan's time: measured pre-processing, stage 1 times its batches of seed tiles, stage 2
+        times the candidates that passed (phase 1: the cap, `candidates`)."""
+        pipeline = self._pipeline(candidate)
+        data = nodule_data(dataset)
+        scans = data.froc_scans("val")
+        batches = [screen_batches(prepared, pipeline.screen.input_size)[1] for prepared, _ in scans]
+        passed = (runs or {}).get("classify", float(pipeline.candidates))
+        return compose_latency([data.prepare_ms[prepared.series_uid] for prepared, _ in scans],
+                               {"screen": (measured["screen"], sum(batches) / len(batches), UNITS["screen"]),
+                                "classify": (measured["classify"], passed, UNITS["classify"])}, len(scans))
+
+    def budget_what(self, candidate: Candidate) -> str:
+        return f"per-scan time (with all {self._pipeline(candidate).candidates} candidates)"
+
+    def score_candidate(self, candidate: Candidate, artifacts: dict[str, Path | Predictor], dataset: Dataset,
+                        split: str) -> CandidateScore:
+        """The whole pipeline's FROC on the split's scans, and the candidates per scan that reached stage 2."""
+        evaluation = self.evaluate_pipeline(TwoStage(self._pipeline(candidate), artifacts["screen"],
+                                                     artifacts["classify"]), dataset, split)
+        flags = ["validation FROC is on a composite (held-out nodules pasted into training scans): it ranks "
+                 "candidates; only the test scans measure detection"] \
+            if split == "val" and nodule_data(dataset).composite_val else []
+        return CandidateScore(evaluation.froc.metrics(), {"classify": evaluation.mean_passed}, flags, evaluation)
+
+    def describe_data(self, dataset: Dataset) -> dict[str, Any]:
+        return nodule_data(dataset).describe() | {"fingerprint": dataset.fingerprint}
+
+    def artifacts(self, folder: Path) -> dict[str, str]:
+        return {"pipeline": str(folder / PIPELINE_FILE), "screen_onnx": str(folder / SCREEN_DIR / DEPLOYED_ONNX),
+                "classify_onnx": str(folder / CLASSIFY_DIR / DEPLOYED_ONNX)}
+
+    def front_extras(self, target: Target, candidate: Candidate | None, folder: Path | None, scan_ms: float | None,
+                     test: CandidateScore | None, dataset: Dataset, say: Callable[[str], None]) -> dict[str, Any]:
+        """The dense sliding-window baseline: the knee member's second stage over the whole lungs of the test
+        scans, against the two-stage pipeline on the same scans."""
+        if candidate is None or folder is None or scan_ms is None or test is None:
+            return {"dense_baseline": None}
+        say(f"dense sliding-window baseline: trial {folder.name}'s second stage over the whole lungs of the test "
+            "scans ...")
+        dense = dense_baseline(target, self._pipeline(candidate), folder / CLASSIFY_DIR / DEPLOYED_ONNX,
+                               nodule_data(dataset), "test")
+        dense.pop("evaluation")
+        return {"dense_baseline": dense | {"trial": int(folder.name), "two_stage_scan_ms": scan_ms,
+                                           "two_stage_froc": test.metrics, "speedup": dense["latency"]["p50_ms"] / scan_ms}}
+
+    def export_bundle(self, open_trial: Callable[[], tuple[Path, Any, Task, Dataset]], out: Path) -> dict[str, Any]:
+        """Both stage models, the pipeline config and a card: what `nas detect --model` reads."""
+        return export_nodule_trial(*open_trial(), out)
+
+    def describe_metrics(self, metrics: dict[str, Any]) -> str:
+        return f"CPM {metrics['cpm']:.3f}, patch AUC {metrics['auc']:.4f}"
+
+    def describe_latency(self, m: Measurement) -> str:
+        return f"{m.p50_ms:.0f} ms per scan (p95 {m.p95_ms:.0f} ms, {m.backend}, {m.precision})"
+
+
+def dense_baseline(target: Target, spec: NoduleSpec, classify_onnx: Path, data: NoduleData,
+                   split: str) -> dict[str, Any]:
+    """Stage 2 alone over every lung window of the split's scans: FROC, and its per-scan time composed the same way
+    (measured pre-processing + measured time per batch of DENSE_BATCH windows x batches)."""
+    classify_spec = spec.classify
+    scans = data.froc_scans(split)
+    predict = probabilities(classify_onnx)
+    evaluation = evaluate_scans(lambda p: run_dense(predict, p, spec.patch_size, spec.candidates), scans)
+    m = measure_at_batch(target, classify_onnx, classify_spec.compression.quant, classify_spec.input_shape,
+                         DENSE_BATCH)
+    batches = sum(math.ceil(r.tiles / DENSE_BATCH) for r in evaluation.runs) / len(evaluation.runs)
+    # Dense windows need no screening seeds, so their search is not charged to it.
+    prep = [[t - p.seed_ms for t in data.prepare_ms[p.series_uid]] for p, _ in scans]
+    measurement, latency = compose_latency(prep, {"classify": (m, batches, f"batch of {DENSE_BATCH} windows")},
+                                           len(scans))
+    return {"latency": measurement.model_dump() | latency.latency_fields(), "froc": evaluation.froc.metrics(),
+            "windows_per_scan": evaluation.mean_tiles,
+            "wall_ms_per_scan": sum(sum(r.timing_ms.values()) for r in evaluation.runs) / len(evaluation.runs),
+            "evaluation": evaluation}
 
 
 register_task(NoduleTask())
