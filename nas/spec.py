@@ -72,7 +72,8 @@ class Spec(BaseModel):
 
     def summary(self) -> str:
         """A one-line description for tables and hover text."""
-        keys = ", ".join(f"{k}={v}" for k, v in self.arch.items() if k != "stages")
+        keys = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"  # no 17-digit floats
+                         for k, v in self.arch.items() if k != "stages")
         stages = self.arch.get("stages")
         if stages:
             keys += ", stages=" + "/".join(f"{s['width']}x{s['depth']}s{s['stride']}k{s['kernel']}" for s in stages)

@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     head = {"schema_version": 1, "study": doc["study"], "rule": args.prefer,
             "constraints": {"max_latency_ms": args.max_latency_ms, "min_sensitivity": args.min_sensitivity}}
     try:
-        choice = pick(candidates(doc), doc["objectives"], rule=args.prefer, constraints=constraints)
+        primary = doc.get("primary_metric") or {"name": "auc", "label": "AUC"}  # absent before pareto.json said it
+        choice = pick(candidates(doc), doc["objectives"], rule=args.prefer, constraints=constraints,
+                      metric=(primary["name"], primary["label"]))
     except NoFeasibleTrial as exc:
         if not args.json:
             raise

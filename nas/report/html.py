@@ -399,8 +399,11 @@ def _links(folder: Path, trial: int) -> str:
     return " ".join(f'<a href="trials/{trial}/{file}">{label}</a>' for label, file in FILES if (base / file).exists())
 
 
-def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class: str = "") -> str:
+def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class: str = "",
+           primary: dict[str, str] | None = None) -> str:
+    extra = [primary["name"]] if primary and primary["name"] != "auc" else []  # the task's own metric (nodule: CPM)
     head = ("trial", "model", "val AUC", "val sens", "val spec", "threshold (uncalibrated)", "test AUC", "test sens", "test spec",
+            *(f"{split} {primary['label']}" for _ in extra for split in ("val", "test")),  # type: ignore[index]
             "p50 ms", "p95 ms", "p99 ms", "latency", "params", "MMACs", "files")
     row_open = f'<tr class="{row_class}">' if row_class else "<tr>"  # the class marks header and body rows
     rows = []
@@ -409,7 +412,8 @@ def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class
         cells = [html.escape(str(c)) for c in (
             m["trial"], m.get("summary") or m["spec"]["family"], _fmt(val["auc"], 4), _fmt(val["sensitivity"], 3),
             _fmt(val["specificity"], 3), _fmt(val["threshold"], 4), _fmt(test.get("auc"), 4),
-            _fmt(test.get("sensitivity"), 3), _fmt(test.get("specificity"), 3), _fmt(lat["p50_ms"], 3),
+            _fmt(test.get("sensitivity"), 3), _fmt(test.get("specificity"), 3),
+            *(_fmt(split.get(name), 3) for name in extra for split in (val, test)), _fmt(lat["p50_ms"], 3),
             _fmt(lat["p95_ms"], 3), _fmt(lat["p99_ms"], 3), lat["method"], f"{m['params']:,}",
             _fmt(m["macs"] / 1e6, 1))] + [_links(folder, m["trial"])]
         rows.append(row_open + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -489,7 +493,7 @@ def write_report(results_dir: Path, *, x: str | None = None, y: str | None = Non
                      '<p class="note">Chosen on validation metrics; test metrics were computed once, for the '
                      'front and baselines. Click a column to sort. Ship one with <code>nas pick</code> and '
                      '<code>nas export</code>.</p>',
-                     _table(doc["members"], view.folder, "front-table")]
+                     _table(doc["members"], view.folder, "front-table", primary=doc.get("primary_metric"))]
         compressed = [p.result for p in view.points if p.result.trial in members
                       and (p.result.spec.compression != CompressionSpec() or p.result.flags)]
         if compressed:
@@ -501,7 +505,8 @@ def write_report(results_dir: Path, *, x: str | None = None, y: str | None = Non
         off_front = [b for b in doc.get("baselines", []) if b["trial"] not in members]
         if off_front:
             sections += ["<h2>Baselines off the front</h2>",
-                         _table(off_front, view.folder, "baseline-table", row_class="baseline")]
+                         _table(off_front, view.folder, "baseline-table", row_class="baseline",
+                                primary=doc.get("primary_metric"))]
         hv = build_hypervolume(view)
         if hv is not None:
             sections += ["<h2>Convergence</h2>", _plot(hv, "hypervolume-plot", first=False),

@@ -85,6 +85,8 @@ class Choice:
     """The next candidate under the same rule and constraints."""
     binding: dict[str, Member] = field(default_factory=dict)
     """Constraint flag -> the entry the rule would choose without that constraint (only flags that changed it)."""
+    metric: tuple[str, str] = ("auc", "AUC")
+    """The task's primary validation metric (name, label), which the accuracy rule ranks by."""
 
 
 def member_value(member: Member, name: str) -> float:
@@ -106,14 +108,15 @@ def candidates(doc: dict[str, Any]) -> list[Member]:
     return doc["members"] + [b for b in doc.get("baselines", []) if b["trial"] not in seen]
 
 
-def rank(members: list[Member], rule: str, objectives: list[dict[str, str]]) -> list[Member]:
-    """`members` best first under `rule`; ties go to the faster, then the more accurate, then the earlier trial."""
+def rank(members: list[Member], rule: str, objectives: list[dict[str, str]], metric: str = "auc") -> list[Member]:
+    """`members` best first under `rule` (`auc`: the task's primary `metric`); ties go to the faster, then the more
+    accurate, then the earlier trial."""
     if rule not in PICK_RULES:
         raise ConfigError(unknown_name("pick rule", rule, PICK_RULES))
     if rule == "auc":
-        return sorted(members, key=lambda m: (-member_value(m, "auc"), member_value(m, "latency_p95"), m["trial"]))
+        return sorted(members, key=lambda m: (-member_value(m, metric), member_value(m, "latency_p95"), m["trial"]))
     if rule == "latency":
-        return sorted(members, key=lambda m: (member_value(m, "latency_p95"), -member_value(m, "auc"), m["trial"]))
+        return sorted(members, key=lambda m: (member_value(m, "latency_p95"), -member_value(m, metric), m["trial"]))
     # knee: the knee of what is left, repeatedly, so the runner-up is the knee had the first not been there
     left = sorted(members, key=lambda m: m["trial"])
     names, directions = [o["name"] for o in objectives], [o["direction"] for o in objectives]
@@ -124,11 +127,12 @@ def rank(members: list[Member], rule: str, objectives: list[dict[str, str]]) -> 
 
 
 def pick(members: list[Member], objectives: list[dict[str, str]], *, rule: str = "auc",
-         constraints: Constraints = Constraints()) -> Choice:
-    """The best entry under `rule` among those meeting `constraints`; NoFeasibleTrial when none does."""
+         constraints: Constraints = Constraints(), metric: tuple[str, str] = ("auc", "AUC")) -> Choice:
+    """The best entry under `rule` among those meeting `constraints`; NoFeasibleTrial when none does. `metric`:
+    the task's primary validation metric (name, label)."""
     if not members:
         raise StudyError("the study's front is empty (no trial completed), so there is nothing to pick")
-    ordered = rank([m for m in members if not constraints.broken(m)], rule, objectives)
+    ordered = rank([m for m in members if not constraints.broken(m)], rule, objectives, metric[0])
     if not ordered:
         closest = sorted(members, key=lambda m: (constraints.shortfall(m), m["trial"]))[:3]
         listed = ", ".join(f"trial {m['trial']} (p95 {member_value(m, 'latency_p95'):.3f} ms, "
@@ -138,11 +142,11 @@ def pick(members: list[Member], objectives: list[dict[str, str]], *, rule: str =
     for flag in ("--max-latency-ms", "--min-sensitivity"):
         looser = constraints.without(flag)
         if looser != constraints:
-            top = rank([m for m in members if not looser.broken(m)], rule, objectives)[0]
+            top = rank([m for m in members if not looser.broken(m)], rule, objectives, metric[0])[0]
             if top["trial"] != ordered[0]["trial"]:
                 binding[flag] = top
     return Choice(rule=rule, constraints=constraints, chosen=ordered[0], feasible=len(ordered), total=len(members),
-                  runner_up=ordered[1] if len(ordered) > 1 else None, binding=binding)
+                  runner_up=ordered[1] if len(ordered) > 1 else None, binding=binding, metric=metric)
 
 
 def _trade(a: Member, b: Member) -> str:
@@ -169,7 +173,7 @@ def explain(choice: Choice, study: str) -> list[str]:
         "calibrates it: the model card gives the same operating point on the calibrated score)",
         f"  latency: p95 {lat['p95_ms']:.3f} ms, p50 {lat['p50_ms']:.3f} ms ({lat['method']}, {lat['backend']}, "
         f"{lat['precision']}, batch {lat['batch']}, on {lat['device']})",
-        f"  rule: {RULE_TEXT[choice.rule]}, among " + (
+        f"  rule: {rule_text(choice)}, among " + (
             f"{choice.feasible} of {choice.total} candidates that meet {choice.constraints.describe()}"
             if choice.constraints != Constraints() else f"all {choice.total} candidates (no constraints given)"),
     ]
@@ -186,6 +190,12 @@ def explain(choice: Choice, study: str) -> list[str]:
         lines.append(f"  next candidate: {_label(choice.runner_up)}; this pick is {_trade(m, choice.runner_up)}")
     lines.append(f"  ship it: nas export --study {study} --trial {m['trial']} --out shipped/{study}-{m['trial']}")
     return lines
+
+
+def rule_text(choice: Choice) -> str:
+    """The rule in words, naming the task's primary metric."""
+    name, label = choice.metric
+    return f"highest validation {label}" if choice.rule == "auc" and name != "auc" else RULE_TEXT[choice.rule]
 
 
 def brief(m: Member) -> dict[str, Any]:

@@ -169,3 +169,13 @@ def test_cli_errors_name_what_exists(results, capsys):
     with pytest.raises(SystemExit) as exited:
         nas(results, "--study", "hand", "--prefer", "fastest")
     assert exited.value.code == 2 and "invalid choice: 'fastest'" in capsys.readouterr().err
+
+
+def test_the_accuracy_rule_ranks_by_the_tasks_primary_metric_and_names_it():
+    members = copy.deepcopy(MEMBERS)
+    for m, cpm in zip(members, (0.1, 0.6, 0.3, 0.2, 0.0)):  # trial 5 has the best CPM, trial 3 the best AUC
+        m["metrics"]["val"]["cpm"] = cpm
+    choice = pick(members, OBJECTIVES, metric=("cpm", "CPM"))
+    assert choice.chosen["trial"] == 5 and choice.runner_up["trial"] == 8
+    assert "rule: highest validation CPM" in "\n".join(explain(choice, "hand"))
+    assert "rule: highest validation AUC" in "\n".join(explain(pick(MEMBERS, OBJECTIVES), "hand"))
