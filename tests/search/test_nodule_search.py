@@ -86,6 +86,7 @@ def test_export_and_detect_json(study, tmp_path):
     assert {"pipeline.json", "pipeline_config.json", "screen/model.onnx", "classify/model.onnx",
             "model_card.md"} <= set(card["files"])
     assert max(card["parity_max_abs_diff"].values()) < 1e-3
+    assert "{'" not in (tmp_path / "model" / "model_card.md").read_text()  # no raw Python dicts in the card
     scan = SCANS / "LIDC-IDRI-0003"
     done = run_nas("detect", "--model", str(tmp_path / "model"), str(scan), "--json", cwd=REPO)
     assert done.returncode == 0, done.stderr

@@ -71,3 +71,14 @@ def test_a_classification_task_trains_and_scores_its_export(task_name, tmp_path)
     metrics = task.evaluate(onnx, spec, dataset, "val", threshold=None, target_sensitivity=0.9)
     assert set(metrics) == set(task.metric_names) and 0 <= metrics["auc"] <= 1
     assert metrics["sensitivity"] >= 0.9  # the threshold was chosen on this split to reach the target
+
+
+@pytest.mark.parametrize("task_name", list_tasks())
+def test_a_task_describes_its_figures_in_its_own_words(task_name):
+    task = get_task(task_name)
+    metrics = {name: 0.123456789 for name in task.metric_names}
+    line = task.describe_metrics(metrics)
+    assert task.primary_metric in task.metric_names and task.label(task.primary_metric) in line
+    assert "0.123456789" not in line  # rounded, not Python's repr
+    if task.primary_metric != "auc":  # a task scored by another metric does not lead with AUC
+        assert not line.startswith("AUC")

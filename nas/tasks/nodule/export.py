@@ -125,6 +125,14 @@ def _metrics_row(name: str, m: dict[str, Any] | None) -> str:
             f"{m['sensitivity']:.3f} / {m['specificity']:.3f} |")
 
 
+def _per_split(value: Any) -> str:
+    """'train 1, val 0, test 1' for a per-split figure (ids listed, 'none' for no ids), not a Python dict."""
+    if not isinstance(value, dict):
+        return str(value)
+    return ", ".join(f"{split} {' '.join(map(str, v)) or 'none'}" if isinstance(v, (list, tuple)) else f"{split} {v}"
+                     for split, v in value.items())
+
+
 def _card_markdown(card: dict[str, Any]) -> str:
     data, lat = card["data"], card["latency"]
     stages = lat.get("stages", {})
@@ -135,8 +143,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
         "lung mask); a 3D classifier scores a patch around each of the best candidates. Output: candidate nodules with world "
         "coordinates (DICOM patient frame, mm), a diameter estimate and a score (`nas detect`).", "",
         "## Data: far too little to train a detector", "",
-        f"- Scans per split: {data['scans']}; reference nodules (LUNA16 rule) per split: {data['reference_nodules']}; "
-        f"patients: {data['patients']}.",
+        f"- Scans per split: {_per_split(data['scans'])}; reference nodules (LUNA16 rule) per split: "
+        f"{_per_split(data['reference_nodules'])}; patients: {_per_split(data['patients'])}.",
         f"- Reference standard: {data['reference_standard']}. Validation: {data['validation']}.",
         "- Training examples: patches around the training scans' nodule-like findings, whole nodules from the crops "
         f"file pasted into the training lungs (crop spacing assumed {card['crop_assumption_mm']} mm, values "
