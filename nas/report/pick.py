@@ -149,16 +149,16 @@ def pick(members: list[Member], objectives: list[dict[str, str]], *, rule: str =
                   runner_up=ordered[1] if len(ordered) > 1 else None, binding=binding, metric=metric)
 
 
-def _trade(a: Member, b: Member) -> str:
-    """What `a` gains or gives up against `b`, in AUC and p95 latency."""
-    auc = member_value(a, "auc") - member_value(b, "auc")
+def _trade(a: Member, b: Member, metric: tuple[str, str] = ("auc", "AUC")) -> str:
+    """What `a` gains or gives up against `b`, in the task's primary metric and p95 latency."""
+    auc = member_value(a, metric[0]) - member_value(b, metric[0])
     ms = member_value(a, "latency_p95") - member_value(b, "latency_p95")
-    return (f"{abs(auc):.4f} AUC {'higher' if auc >= 0 else 'lower'} and {abs(ms):.3f} ms "
+    return (f"{abs(auc):.4f} {metric[1]} {'higher' if auc >= 0 else 'lower'} and {abs(ms):.3f} ms "
             f"{'slower' if ms > 0 else 'faster'} at p95 than trial {b['trial']}")
 
 
-def _label(m: Member) -> str:
-    return (f"trial {m['trial']} (AUC {member_value(m, 'auc'):.4f}, p95 {member_value(m, 'latency_p95'):.3f} ms, "
+def _label(m: Member, metric: tuple[str, str] = ("auc", "AUC")) -> str:
+    return (f"trial {m['trial']} ({metric[1]} {member_value(m, metric[0]):.4f}, p95 {member_value(m, 'latency_p95'):.3f} ms, "
             f"sensitivity {member_value(m, 'sensitivity'):.3f})")
 
 
@@ -182,12 +182,13 @@ def explain(choice: Choice, study: str) -> list[str]:
     limits = {"--max-latency-ms": choice.constraints.max_latency_ms,
               "--min-sensitivity": choice.constraints.min_sensitivity}
     for flag, other in choice.binding.items():
-        lines.append(f"  binding: {flag} {limits[flag]:g}; without it the pick would be {_label(other)}, "
-                     f"so this pick is {_trade(m, other)}")
+        lines.append(f"  binding: {flag} {limits[flag]:g}; without it the pick would be {_label(other, choice.metric)}, "
+                     f"so this pick is {_trade(m, other, choice.metric)}")
     if not choice.binding and choice.constraints != Constraints():
         lines.append("  binding: none (the same trial wins without the constraints)")
     if choice.runner_up is not None:
-        lines.append(f"  next candidate: {_label(choice.runner_up)}; this pick is {_trade(m, choice.runner_up)}")
+        lines.append(f"  next candidate: {_label(choice.runner_up, choice.metric)}; this pick is "
+                     f"{_trade(m, choice.runner_up, choice.metric)}")
     lines.append(f"  ship it: nas export --study {study} --trial {m['trial']} --out shipped/{study}-{m['trial']}")
     return lines
 

@@ -177,5 +177,7 @@ def test_the_accuracy_rule_ranks_by_the_tasks_primary_metric_and_names_it():
         m["metrics"]["val"]["cpm"] = cpm
     choice = pick(members, OBJECTIVES, metric=("cpm", "CPM"))
     assert choice.chosen["trial"] == 5 and choice.runner_up["trial"] == 8
-    assert "rule: highest validation CPM" in "\n".join(explain(choice, "hand"))
+    reasons = "\n".join(explain(choice, "hand"))
+    assert "rule: highest validation CPM" in reasons and "next candidate: trial 8 (CPM 0.3000" in reasons
+    assert "0.3000 CPM higher" in reasons and " AUC " not in reasons.split("validation:")[0]
     assert "rule: highest validation AUC" in "\n".join(explain(pick(MEMBERS, OBJECTIVES), "hand"))
