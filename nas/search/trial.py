@@ -33,7 +33,7 @@ from nas.search.result import TrialResult
 from nas.search.warm_start import TRAINED_WEIGHTS, WarmStart
 from nas.spaces import SearchSpace
 from nas.spec import Precision, Spec
-from nas.tasks import Stage, Task, target_at_batch
+from nas.tasks import Candidate, Stage, Task, target_at_batch
 from nas.train import Distillation
 from nas.train.teacher import Teacher, teacher_logits
 
@@ -123,12 +123,7 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     started = time.monotonic()
     torch.manual_seed(ctx.seed + trial.number)  # initial weights are part of what --seed fixes
     models = {stage.name: create_model(stage.spec) for stage in candidate.stages}
-    for stage in candidate.stages:
-        c = stage.spec.compression
-        if stage.compressed and c.prune_ratio:
-            channels = plan_channels(models[stage.name], stage.spec, c.prune_ratio, ctx.profile.channel_multiple)
-            candidate = task.with_stage_spec(candidate, stage.name, stage.spec.model_copy(
-                update={"compression": c.model_copy(update={"channels": channels})}))
+    candidate = plan_pruning(ctx, candidate, models)
     task.write_candidate(candidate, out)
     spec = candidate.main.spec
     trial.set_user_attr("spec", candidate.record or spec.model_dump(mode="json"))
@@ -159,33 +154,18 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     seed = ctx.seed + trial.number
     partial = TrialResult(trial=trial.number, spec=spec, params=params, macs=stage_macs[candidate.main.name],
                           measurement=measurement, metrics={})
-    logs: dict[str, dict[str, object]] = {}
-    for stage in candidate.stages:
-        model, folder = models[stage.name], candidate.folder(out, stage)
-        if len(candidate.stages) == 1:
-            logs[stage.name] = train_candidate(ctx, trial, model, partial, flags, seed=seed, deadline=deadline,
-                                               distill=distill)
-        else:
-            logs[stage.name] = ctx.task.train(model, stage.spec, ctx.dataset, seed=seed, deadline=deadline,
-                                              distill=distill if stage.compressed else None,
-                                              device=ctx.train_device)
-            logs[stage.name].pop("state", None)
-    train_log: dict[str, object] = dict(logs[candidate.main.name]) if len(candidate.stages) == 1 else dict(logs)
+    if len(candidate.stages) == 1:  # one model: warm start and multi-fidelity rungs apply
+        train_log: dict[str, object] = train_candidate(ctx, trial, models[candidate.main.name], partial, flags,
+                                                       seed=seed, deadline=deadline, distill=distill)
+    else:
+        train_log = {stage.name: train_stage(ctx, stage, models[stage.name], seed=seed, deadline=deadline,
+                                             distill=distill if stage.compressed else None)
+                     for stage in candidate.stages}
     train_log["device"] = ctx.train_device
     for stage in candidate.stages:
-        c = stage.spec.compression
-        if stage.compressed and c.channels:
-            model = models[stage.name]
-            save_weights(model, candidate.folder(out, stage) / TRAINED_WEIGHTS)  # what a compression-only variant can start from
-            prune_to_channels(model, stage.spec, c.channels)
-            epochs = min(c.finetune_epochs, ctx.max_epochs or c.finetune_epochs)
-            if epochs:
-                progress.phase("fine-tuning")
-                recipe = stage.spec.training.model_copy(update={"epochs": epochs,
-                                                                "lr": stage.spec.training.lr * FINETUNE_LR_SCALE})
-                finetune = ctx.task.train(model, stage.spec, ctx.dataset, seed=seed + 1, deadline=deadline,
-                                          recipe=recipe, distill=distill, device=ctx.train_device)
-                train_log["finetune_epoch_losses"] = finetune["epoch_losses"]
+        if stage.compressed and stage.spec.compression.channels:
+            train_log |= prune_and_finetune(ctx, stage, models[stage.name], candidate.folder(out, stage), seed=seed,
+                                            deadline=deadline, distill=distill)
     seconds["train"] = time.monotonic() - started
     interrupt.check()
     progress.phase("scoring")
@@ -219,6 +199,42 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
         (out / CHECKPOINT).unlink(missing_ok=True)
     write_json(out / "result.json", result.model_dump(mode="json"))
     return result
+
+
+def plan_pruning(ctx: TrialContext, candidate: Candidate, models: dict[str, torch.nn.Module]) -> Candidate:
+    """Each compressed stage's pruned channel counts, fixed from its untrained shapes (settled point 1)."""
+    for stage in candidate.stages:
+        c = stage.spec.compression
+        if stage.compressed and c.prune_ratio:
+            channels = plan_channels(models[stage.name], stage.spec, c.prune_ratio, ctx.profile.channel_multiple)
+            candidate = ctx.task.with_stage_spec(candidate, stage.name, stage.spec.model_copy(
+                update={"compression": c.model_copy(update={"channels": channels})}))
+    return candidate
+
+
+def train_stage(ctx: TrialContext, stage: Stage, model: torch.nn.Module, *, seed: int, deadline: float | None,
+                distill: Distillation | None) -> dict[str, object]:
+    """One stage of a multi-stage candidate, trained in one go."""
+    log = ctx.task.train(model, stage.spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill,
+                         device=ctx.train_device)
+    log.pop("state", None)
+    return log
+
+
+def prune_and_finetune(ctx: TrialContext, stage: Stage, model: torch.nn.Module, folder: Path, *, seed: int,
+                       deadline: float | None, distill: Distillation | None) -> dict[str, object]:
+    """Prune a trained stage to its planned counts (by trained-weight importance) and fine-tune it."""
+    spec, c = stage.spec, stage.spec.compression
+    save_weights(model, folder / TRAINED_WEIGHTS)  # what a compression-only variant can start from
+    prune_to_channels(model, spec, c.channels)
+    epochs = min(c.finetune_epochs, ctx.max_epochs or c.finetune_epochs)
+    if not epochs:
+        return {}
+    progress.phase("fine-tuning")
+    recipe = spec.training.model_copy(update={"epochs": epochs, "lr": spec.training.lr * FINETUNE_LR_SCALE})
+    finetune = ctx.task.train(model, spec, ctx.dataset, seed=seed + 1, deadline=deadline, recipe=recipe,
+                              distill=distill, device=ctx.train_device)
+    return {"finetune_epoch_losses": finetune["epoch_losses"]}
 
 
 def export_stage(ctx: TrialContext, stage: Stage, model: torch.nn.Module, folder: Path) -> Path | Predictor:

@@ -25,7 +25,9 @@ from nas.train import Distillation, train_classifier
 
 
 class Task(ABC):
-    """Knows nothing of Optuna: it trains a spec and scores a deployed artifact on a split."""
+    """The plug-in (settled point 18): what a candidate is (its stages), its data, training and scoring, how its
+    latency is composed, its objectives, its export bundle and its words for its figures. It knows nothing of the
+    search loop: one trial path and one finalize (nas.search) call these hooks for every task."""
 
     name: str
     description: str
