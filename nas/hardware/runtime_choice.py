@@ -98,6 +98,19 @@ def choose(timings: list[RuntimeTiming], allowed: tuple[str, ...], *, int8_margi
     return RuntimeChoice(runtime=best.runtime, precision=best.precision, reason=reason, timings=timings)
 
 
+def deployed_runtime(choice: RuntimeChoice | None, precision: str) -> str:
+    """The CPU runtime an artifact of `precision` ships with: the choice's, or for another precision (a float
+    export of an int8 candidate) the fastest one timed at it. ONNX Runtime without a choice, or where the choice
+    is a runtime that does not run on this CPU (TensorRT, torch-cuda: they take the ONNX file)."""
+    from nas.hardware.sessions import RUNTIMES
+
+    runtime = "onnxruntime"
+    if choice is not None:
+        timed = [t for t in choice.timings if t.precision == precision and t.measurement is not None]
+        runtime = choice.runtime if precision == choice.precision or not timed else choose(timed, (precision,)).runtime
+    return runtime if runtime in RUNTIMES else "onnxruntime"
+
+
 def runtime_target(target: Target, runtime: str) -> Target:
     """`target` measuring with `runtime` instead of its profile's first."""
     if runtime == target.runtime:

@@ -22,6 +22,7 @@ from nas.errors import TrialError
 from nas.export import Predictor, check_parity, half_precision_predictor, to_onnx, torch_predictor
 from nas.hardware import HardwareProfile, Measurement, Target
 from nas.hardware.cache import MeasurementCache
+from nas.hardware.deploy import scored_artifact
 from nas.hardware.runtime_choice import RuntimeChoice, int8_artifact, measure_runtimes, measure_with
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
@@ -167,8 +168,9 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
         calibration = ctx.task.sample_inputs(spec, ctx.dataset, CALIBRATION_IMAGES, "train").numpy()
         quantize_int8(float_onnx, out / DEPLOYED_ONNX, calibration, method=spec.compression.calibration)
     if spec.compression.quant != "fp32":
-        val = ctx.task.evaluate(deployed_artifact(spec, out, model), spec, ctx.dataset, "val", threshold=None,
-                                target_sensitivity=ctx.target_sensitivity)
+        val = ctx.task.evaluate(scored_artifact(runtime_choice, deployed_artifact(spec, out, model), float_onnx,
+                                                calibration if quantized else None), spec, ctx.dataset, "val",
+                                threshold=None, target_sensitivity=ctx.target_sensitivity)
     seconds["evaluate"] = time.monotonic() - started
     result = TrialResult(trial=trial.number, spec=spec, params=params, macs=macs, measurement=measurement,
                          metrics={"val": val}, float_metrics={"val": float_val}, latency_by_precision=by_precision,
