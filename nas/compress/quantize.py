@@ -49,10 +49,27 @@ def quantize_int8(float_onnx: Path, out: Path, calibration: np.ndarray, *, input
                     str(prepared), str(out), _Batches(input_name, calibration[:CALIBRATION_IMAGES]),
                     quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+                    nodes_to_exclude=output_nodes(prepared),
                 )
     except Exception as exc:  # onnxruntime.quantization raises many types for one model that cannot be quantized
         raise TrialError(f"INT8 quantization of {float_onnx} failed: {type(exc).__name__}: {exc}") from exc
     return out
+
+
+def output_nodes(onnx_path: Path) -> list[str]:
+    """The nodes writing the model's outputs (the classifier head), which INT8 leaves in float.
+
+    Quantized, the head's output (the logits) is rounded to 256 levels over the logits' whole range, while the
+    positive-minus-negative difference a score and an AUC rank on spans a small part of it: measured on a 1-epoch
+    dsconv model, 524 validation cases got 11 distinct INT8 scores and AUC moved by up to 0.02 with the calibration
+    set alone; with the head float, 524 distinct scores and no loss. NNCF, which OpenVINO's INT8 uses, leaves the
+    last layer's output unquantized too. The head is one small matrix product, so its speed does not change.
+    """
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node if outputs & set(n.output)]
 
 
 def quantize_int8_openvino(float_onnx: Path, out: Path, calibration: np.ndarray) -> Path:
