@@ -94,7 +94,27 @@ def scored_artifact(choice: RuntimeChoice | None, artifact: Path | Predictor, fl
     through that runtime.
 
     A float artifact is the same ONNX file on every runtime (within export parity), so it is scored as is."""
-    if choice is None or choice.runtime == DEFAULT_RUNTIME or choice.precision != "int8":
+    if _own_int8(choice) and isinstance(artifact, Path):
+        write_artifact(choice.runtime, "int8", float_onnx, float_onnx.parent, calibration)  # type: ignore[union-attr]
+    return shipped_artifact(choice, artifact)
+
+
+def shipped_file(choice: RuntimeChoice | None, onnx_file: Path) -> Path:
+    """The trial's file its chosen runtime runs: the runtime's own INT8 that phase 2 wrote beside `onnx_file`, else
+    `onnx_file` (ONNX Runtime's, which OpenVINO also reads for fp32). What the final re-measurement times."""
+    if not _own_int8(choice):
+        return onnx_file
+    return onnx_file.parent / artifact_name(choice.runtime, "int8")  # type: ignore[union-attr]
+
+
+def shipped_artifact(choice: RuntimeChoice | None, artifact: Path | Predictor) -> Path | Predictor:
+    """`artifact` (a trial's deployed ONNX file or predictor) as its chosen runtime runs it: what is scored on
+    validation and test."""
+    if not isinstance(artifact, Path) or not _own_int8(choice):
         return artifact
-    path = write_artifact(choice.runtime, choice.precision, float_onnx, float_onnx.parent, calibration)
-    return predictor(path, choice.runtime)
+    return predictor(shipped_file(choice, artifact), choice.runtime)  # type: ignore[union-attr]
+
+
+def _own_int8(choice: RuntimeChoice | None) -> bool:
+    """The choice is a runtime whose INT8 is its own artifact (OpenVINO's NNCF IR), not ONNX Runtime's QDQ file."""
+    return choice is not None and choice.runtime != DEFAULT_RUNTIME and choice.precision == "int8"

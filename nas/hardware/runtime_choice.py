@@ -60,6 +60,17 @@ class RuntimeChoice(BaseModel):
                     if (t.runtime, t.precision) == (self.runtime, self.precision) and t.measurement is not None)
 
     @property
+    def shipped(self) -> str:
+        """'openvino int8': the runtime and precision the candidate ships with."""
+        return f"{self.runtime} {self.precision}"
+
+    def others(self) -> str:
+        """Every other runtime x precision's p50, or that it was not timed: what the choice was made against."""
+        return ", ".join(f"{t.runtime} {t.precision} " + (f"{t.measurement.p50_ms:.3f} ms" if t.measurement
+                                                           else "not timed")
+                         for t in self.timings if (t.runtime, t.precision) != (self.runtime, self.precision)) or "none"
+
+    @property
     def by_precision(self) -> dict[str, Measurement]:
         """The chosen runtime's measurement of each precision it timed (what the trial records per precision)."""
         return {t.precision: t.measurement for t in self.timings

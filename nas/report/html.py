@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 from nas._io import atomic_write_text, read_json
 from nas.errors import ConfigError, StudyError
 from nas.hardware import Measurement
+from nas.hardware.runtime_choice import RuntimeChoice
 from nas.search.constraints import Constraints, result_constraints
 from nas.search.hypervolume import hypervolume_history
 from nas.search.objectives import OBJECTIVES, Objective
@@ -213,6 +214,9 @@ def _hover(p: Point) -> str:
     float_val = r.float_metrics.get("val")
     if float_val and s.compression.quant != "fp32":
         lines.append(f"val AUC float {float_val['auc']:.4f} → {s.compression.quant} {v['auc']:.4f}")
+    if r.runtime_choice is not None:
+        lines.append(f"ships with {html.escape(r.runtime_choice.shipped)} (fastest measured) · other runtimes p50: "
+                     f"{html.escape(r.runtime_choice.others())}")
     if len(r.latency_by_precision) > 1:
         lines.append("p50 by precision: " + ", ".join(f"{k} {x.p50_ms:.3f} ms" for k, x in r.latency_by_precision.items()))
     lines += [f'<span style="color:#b30000">⚠ {html.escape(flag)}</span>' for flag in r.flags]
@@ -401,7 +405,8 @@ def _links(folder: Path, trial: int) -> str:
 
 def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class: str = "") -> str:
     head = ("trial", "model", "val AUC", "val sens", "val spec", "threshold (uncalibrated)", "test AUC", "test sens", "test spec",
-            "p50 ms", "p95 ms", "p99 ms", "latency", "params", "MMACs", "files")
+            "p50 ms", "p95 ms", "p99 ms", "latency", "runtime", "other runtimes (p50)", "params", "MMACs",
+            "files")
     row_open = f'<tr class="{row_class}">' if row_class else "<tr>"  # the class marks header and body rows
     rows = []
     for m in entries:
@@ -410,12 +415,21 @@ def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class
             m["trial"], m.get("summary") or m["spec"]["family"], _fmt(val["auc"], 4), _fmt(val["sensitivity"], 3),
             _fmt(val["specificity"], 3), _fmt(val["threshold"], 4), _fmt(test.get("auc"), 4),
             _fmt(test.get("sensitivity"), 3), _fmt(test.get("specificity"), 3), _fmt(lat["p50_ms"], 3),
-            _fmt(lat["p95_ms"], 3), _fmt(lat["p99_ms"], 3), lat["method"], f"{m['params']:,}",
+            _fmt(lat["p95_ms"], 3), _fmt(lat["p99_ms"], 3), lat["method"], *_runtime_cells(m, lat),
+            f"{m['params']:,}",
             _fmt(m["macs"] / 1e6, 1))] + [_links(folder, m["trial"])]
         rows.append(row_open + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f'<th title="click to sort">{h}</th>' for h in head)
     return (f'<table id="{table_id}" class="sortable"><thead>{row_open}{header}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _runtime_cells(m: dict[str, Any], lat: dict[str, Any]) -> tuple[str, str]:
+    """The runtime and precision an entry ships with, and what the other runtimes measured (settled point 19)."""
+    if not m.get("runtime_choice"):
+        return f"{lat['backend']} {lat['precision']}", "–"
+    choice = RuntimeChoice.model_validate(m["runtime_choice"])
+    return choice.shipped, choice.others()
 
 
 SORT_JS = """

@@ -10,6 +10,7 @@ from typing import Any
 from nas._io import write_json
 from nas.compress import load_model
 from nas.hardware import Measurement
+from nas.hardware.deploy import shipped_artifact, shipped_file
 from nas.hardware.runtime_choice import runtime_target
 from nas.search import nodule_trial
 from nas.search.constraints import result_constraints
@@ -49,8 +50,8 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
         model = load_model(r.spec, folder / "model.pt") if ctx.target.needs_model else None
         target = runtime_target(ctx.target, r.runtime_choice.runtime) if r.runtime_choice else ctx.target
         remeasured[number], note = remeasure(lambda: target.measure(
-            folder / DEPLOYED_ONNX, r.spec.compression.quant, r.spec.input_shape, model), r.measurement,
-            settings.constraints.max_latency_ms)
+            shipped_file(r.runtime_choice, folder / DEPLOYED_ONNX), r.spec.compression.quant, r.spec.input_shape,
+            model), r.measurement, settings.constraints.max_latency_ms)
         if note:
             retakes[number] = note
             say(f"trial {number}: {note}")
@@ -114,7 +115,8 @@ def score_on_test(run: SearchRun, result: TrialResult) -> dict[str, float]:
     if path.exists():
         return json.loads(path.read_text())
     metrics = run.context.task.evaluate(
-        deployed_artifact(result.spec, run.context.trial_dir(result.trial)), result.spec, run.context.dataset, "test",
+        shipped_artifact(result.runtime_choice, deployed_artifact(result.spec, run.context.trial_dir(result.trial))),
+        result.spec, run.context.dataset, "test",
         threshold=result.metrics["val"]["threshold"], target_sensitivity=run.settings.target_sensitivity,
     )
     write_json(path, metrics)

@@ -27,7 +27,8 @@ def test_int8_export_is_held_to_the_default_auc_rule(trained_export, tmp_path):
         assert card["deployed_file"] == "model.int8.onnx"
         assert card["metrics"]["val_recorded"]["auc"] - card["metrics"]["val"]["auc"] <= 0.01
         return
-    refused = re.fullmatch(r"error: the int8 artifact's validation AUC (\S+) is (\S+) below the recorded (\S+) "
+    refused = re.fullmatch(r"error: the onnxruntime int8 artifact's validation AUC (\S+) is (\S+) below the "
+                           r"recorded (\S+) "
                            r"\(allowed: 0\.01\); not shipped as int8\n", exported.stderr)
     assert exported.returncode == 2 and refused, exported.stderr
     auc, drop, recorded = (float(x) for x in refused.groups())

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from nas.export import to_onnx
-from nas.hardware.deploy import artifact_files, predictor, probability_diff, scored_artifact, write_artifact
+from nas.hardware.deploy import (
+    artifact_files, predictor, probability_diff, scored_artifact, shipped_artifact, shipped_file, write_artifact,
+)
 from nas.hardware.runtime_choice import RuntimeChoice, RuntimeTiming
 from nas.models import create_model
 from nas.spec import Spec, TrainingSpec
@@ -60,3 +62,7 @@ def test_phase2_scores_openvino_int8_when_it_was_chosen(model, float_onnx, image
     logits = scored(images)
     assert logits.shape == (40, 2) and np.isfinite(logits).all()
     assert probability_diff(model, scored, images) < 0.1  # quantized: close to the float model, not equal
+    # The final re-measurement times, and the test split scores, that same IR with OpenVINO.
+    assert shipped_file(_choice("openvino", "int8"), qdq) == float_onnx.parent / "model.int8.xml"
+    assert shipped_file(_choice("onnxruntime", "int8"), qdq) == shipped_file(_choice("openvino", "fp32"), qdq) == qdq
+    np.testing.assert_array_equal(shipped_artifact(_choice("openvino", "int8"), qdq)(images), logits)
