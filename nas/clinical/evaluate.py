@@ -1,6 +1,7 @@
 """`nas evaluate`: an export's deployed file scored on a labelled split the way a clinic audits it before use.
 
-Everything runs on what ships: the deployed ONNX file named in io.json, io.json's pre-processing, its calibration
+Everything runs on what ships: the deployed file named in io.json run with the runtime it names, io.json's
+pre-processing, its calibration
 (temperature), its threshold and its referral band. Intervals are percentile bootstraps over cases (1000
 resamples, seeded, as in the model card); subgroups are resampled within themselves.
 
@@ -26,7 +27,8 @@ from nas.data import Dataset, load_dataset
 from nas.data.imagefolder import SPLIT_FOLDERS
 from nas.defaults import EVALUATE_MARGIN
 from nas.errors import DataError
-from nas.export import Normalisation, image_inputs, onnx_predict, onnx_session
+from nas.export import Normalisation, image_inputs
+from nas.hardware.deploy import predictor
 from nas.metrics import roc_auc
 
 __all__ = ["Cases", "against_targets", "case_keys", "evaluate_export", "figures", "flag_rule", "load_cases",
@@ -36,10 +38,10 @@ RESAMPLES = 1000
 
 
 def logits(model: DeployedModel, images: np.ndarray) -> np.ndarray:
-    """The deployed file's logits for uint8 (N, C, H, W) images, pre-processed as at export (the same resize and
-    normalisation the export scored validation and test with), in batches."""
+    """The deployed file's logits for uint8 (N, C, H, W) images, run with its runtime and pre-processed as at
+    export (the same resize and normalisation the export scored validation and test with), in batches."""
     norm = Normalisation(mean=model.preprocessing.mean, std=model.preprocessing.std)
-    return onnx_predict(onnx_session(model.file), image_inputs(images, model.preprocessing.size[0], norm).numpy())
+    return predictor(model.file, model.runtime)(image_inputs(images, model.preprocessing.size[0], norm).numpy())
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def evaluate_export(model: Path, data: str | Path | None, *, split: str = "test"
     doc: dict[str, Any] = {
         "schema_version": 1,
         "model": {"folder": str(deployed.folder), "file": deployed.file.name, "sha256": file_digest(deployed.file),
-                  "precision": deployed.io.get("precision"), "threshold": deployed.threshold,
+                  "runtime": deployed.runtime, "precision": deployed.io.get("precision"), "threshold": deployed.threshold,
                   "temperature": deployed.temperature, "referral_band": list(deployed.band),
                   "refer_rate": deployed.io.get("refer_rate")},
         "data": {"path": str(cases.dataset.path), "split": split, "cases": int(cases.labels.size),
@@ -206,7 +208,8 @@ def summary(doc: dict[str, Any]) -> list[str]:
     """The evaluation as lines of text for the terminal."""
     m, model, data, ece = doc["metrics"], doc["model"], doc["data"], doc["calibration_error"]
     band = model["referral_band"]
-    lines = [f"model {model['folder']} ({model['file']}, sha256 {model['sha256']}, threshold {model['threshold']:.4f})",
+    lines = [f"model {model['folder']} ({model['file']} on {model.get('runtime', 'onnxruntime')} "
+             f"{model.get('precision') or ''}, sha256 {model['sha256']}, threshold {model['threshold']:.4f})",
              f"data {data['path']} split {data['split']}: {data['cases']} cases, {data['positives']} positive "
              f"({data['positive_class']}); 95% bootstrap intervals over cases",
              f"  AUC          {_fmt(m['auc'])}",

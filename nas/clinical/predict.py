@@ -1,6 +1,7 @@
 """`nas predict`: an exported model scoring a clinic's files, one row per input, as the deployment runs it.
 
-The deployed artifact (io.json "file": the INT8 ONNX when that was exported) runs in ONNX Runtime; its logits are
+The deployed artifact (io.json "file": the INT8 ONNX, or OpenVINO's IR, when that was exported) runs with the
+runtime io.json names (the one the search chose for it; ONNX Runtime for exports older than that); its logits are
 divided by the export's temperature, so the score is the calibrated positive-class probability, compared with
 the export's threshold (decision) and referral band (refer). A file that cannot be used gives a row with the
 reason instead of stopping the run.
@@ -22,7 +23,8 @@ from tqdm import tqdm
 from nas.clinical.calibration import calibrated_scores, in_band
 from nas.clinical.inputs import Preprocessing, find_inputs, read_image
 from nas.errors import DataError, NasError, StudyError
-from nas.export import onnx_session
+from nas.hardware.deploy import DEFAULT_RUNTIME, artifact_files
+from nas.hardware.sessions import RUNTIMES, Session, open_session
 from nas.tasks import get_task
 
 __all__ = ["ROW_FIELDS", "DeployedModel", "Prediction", "predict"]
@@ -33,7 +35,7 @@ ROW_FIELDS = ("input", "sop_instance_uid", "score", "decision", "refer", "ms", "
 
 @dataclass(frozen=True)
 class DeployedModel:
-    """An export folder ready to score: its io.json contract and an ONNX Runtime session on the deployed file."""
+    """An export folder ready to score: its io.json contract, its deployed file and the runtime that runs it."""
 
     folder: Path
     io: dict[str, Any]
@@ -58,8 +60,11 @@ class DeployedModel:
         if missing:
             raise StudyError(f"{io_path} has no {', '.join(missing)}: it was exported before calibration and "
                              f"referral were added; re-export it with `nas export{_export_args(folder)}`")
-        if not (folder / io["file"]).is_file():
-            raise DataError(f"{io_path}: deployed file {io['file']!r} is not in {folder}")
+        missing_files = [f.name for f in artifact_files(folder / io["file"]) if not f.is_file()]
+        if missing_files:
+            raise DataError(f"{io_path}: deployed file {', '.join(map(repr, missing_files))} is not in {folder}")
+        if io.get("runtime", DEFAULT_RUNTIME) not in RUNTIMES:
+            raise StudyError(f"{io_path}: runtime {io['runtime']!r} cannot run here; runtimes: {', '.join(RUNTIMES)}")
         low, high = io["referral_band"]
         reader = get_task(io["task"]).input_reader(io) if "task" in io else None
         return cls(folder, io, float(io["calibration"]["temperature"]), float(io["threshold"]),
@@ -69,6 +74,15 @@ class DeployedModel:
     @property
     def file(self) -> Path:
         return self.folder / self.io["file"]
+
+    @property
+    def runtime(self) -> str:
+        """The runtime the export ships with (settled point 19)."""
+        return str(self.io.get("runtime", DEFAULT_RUNTIME))
+
+    def session(self) -> Session:
+        """The deployed file run with its runtime, on this CPU."""
+        return open_session(self.file, self.runtime)
 
 
 def _export_args(folder: Path) -> str:
@@ -110,9 +124,8 @@ def predict(
     files = find_inputs(paths)
     if not files:
         raise DataError(f"no files found in {', '.join(map(str, paths))} (PNG, JPEG or DICOM files or folders)")
-    session = onnx_session(model.file)
-    name = session.get_inputs()[0].name
-    session.run(None, {name: np.zeros((1, *model.io["input_shape"][1:]), np.float32)})
+    session = model.session()
+    session(np.zeros((1, *model.io["input_shape"][1:]), np.float32))  # the first call compiles; not a patient's
     explainer = None
     if heatmaps is not None:
         from nas.clinical.heatmap import Explainer, overlay_paths
@@ -125,7 +138,7 @@ def predict(
         try:
             image = None if model.reader else read_image(path, model.modalities)
             x = model.reader(path)[None] if model.reader else model.preprocessing(image)[None]  # type: ignore[misc]
-            score = float(calibrated_scores(session.run(None, {name: x})[0], model.temperature)[0])
+            score = float(calibrated_scores(session(np.ascontiguousarray(x, np.float32)), model.temperature)[0])
         except NasError as exc:
             out.append(Prediction(str(path), error=str(exc)))
             continue

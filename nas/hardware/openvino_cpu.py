@@ -8,6 +8,7 @@ imported only when used, as TensorRT is.
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 
 from nas.errors import ConfigError
 from nas.hardware._backend import BACKENDS
@@ -31,6 +32,14 @@ def import_openvino():  # type: ignore[no-untyped-def]
     except ImportError as exc:
         raise ConfigError(f"OpenVINO is not installed here ({exc}); {INSTALL_HINT}") from None
     return openvino
+
+
+def write_ir(onnx_path: Path, out: Path) -> Path:
+    """OpenVINO's IR of `onnx_path` (`out` .xml beside its .bin), weights kept in fp32 (OpenVINO would store
+    them in fp16 by default, which is not the float model that was measured and verified)."""
+    ov = import_openvino()
+    ov.save_model(ov.convert_model(str(onnx_path)), str(out), compress_to_fp16=False)
+    return out
 
 
 class OpenVINOCPU(LocalCPUBackend):

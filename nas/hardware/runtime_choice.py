@@ -60,6 +60,17 @@ class RuntimeChoice(BaseModel):
                     if (t.runtime, t.precision) == (self.runtime, self.precision) and t.measurement is not None)
 
     @property
+    def shipped(self) -> str:
+        """'openvino int8': the runtime and precision the candidate ships with."""
+        return f"{self.runtime} {self.precision}"
+
+    def others(self) -> str:
+        """Every other runtime x precision's p50, or that it was not timed: what the choice was made against."""
+        return ", ".join(f"{t.runtime} {t.precision} " + (f"{t.measurement.p50_ms:.3f} ms" if t.measurement
+                                                           else "not timed")
+                         for t in self.timings if (t.runtime, t.precision) != (self.runtime, self.precision)) or "none"
+
+    @property
     def by_precision(self) -> dict[str, Measurement]:
         """The chosen runtime's measurement of each precision it timed (what the trial records per precision)."""
         return {t.precision: t.measurement for t in self.timings
@@ -96,6 +107,19 @@ def choose(timings: list[RuntimeTiming], allowed: tuple[str, ...], *, int8_margi
     if dropped:
         reason += "; dropped: " + "; ".join(dropped)
     return RuntimeChoice(runtime=best.runtime, precision=best.precision, reason=reason, timings=timings)
+
+
+def deployed_runtime(choice: RuntimeChoice | None, precision: str) -> str:
+    """The CPU runtime an artifact of `precision` ships with: the choice's, or for another precision (a float
+    export of an int8 candidate) the fastest one timed at it. ONNX Runtime without a choice, or where the choice
+    is a runtime that does not run on this CPU (TensorRT, torch-cuda: they take the ONNX file)."""
+    from nas.hardware.sessions import RUNTIMES
+
+    runtime = "onnxruntime"
+    if choice is not None:
+        timed = [t for t in choice.timings if t.precision == precision and t.measurement is not None]
+        runtime = choice.runtime if precision == choice.precision or not timed else choose(timed, (precision,)).runtime
+    return runtime if runtime in RUNTIMES else "onnxruntime"
 
 
 def runtime_target(target: Target, runtime: str) -> Target:

@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 from nas._io import atomic_write_text, read_json
 from nas.errors import ConfigError, StudyError
 from nas.hardware import Measurement
+from nas.hardware.runtime_choice import RuntimeChoice
 from nas.search.constraints import Constraints, result_constraints
 from nas.search.hypervolume import hypervolume_history
 from nas.search.objectives import OBJECTIVES, Objective
@@ -213,6 +214,9 @@ def _hover(p: Point) -> str:
     float_val = r.float_metrics.get("val")
     if float_val and s.compression.quant != "fp32":
         lines.append(f"val AUC float {float_val['auc']:.4f} → {s.compression.quant} {v['auc']:.4f}")
+    if r.runtime_choice is not None:
+        lines.append(f"ships with {html.escape(r.runtime_choice.shipped)} (fastest measured) · other runtimes p50: "
+                     f"{html.escape(r.runtime_choice.others())}")
     if len(r.latency_by_precision) > 1:
         lines.append("p50 by precision: " + ", ".join(f"{k} {x.p50_ms:.3f} ms" for k, x in r.latency_by_precision.items()))
     lines += [f'<span style="color:#b30000">⚠ {html.escape(flag)}</span>' for flag in r.flags]
@@ -404,7 +408,8 @@ def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class
     extra = [primary["name"]] if primary and primary["name"] != "auc" else []  # the task's own metric (nodule: CPM)
     head = ("trial", "model", "val AUC", "val sens", "val spec", "threshold (uncalibrated)", "test AUC", "test sens", "test spec",
             *(f"{split} {primary['label']}" for _ in extra for split in ("val", "test")),  # type: ignore[index]
-            "p50 ms", "p95 ms", "p99 ms", "latency", "params", "MMACs", "files")
+            "p50 ms", "p95 ms", "p99 ms", "latency", "runtime", "other runtimes (p50)", "params", "MMACs",
+            "files")
     row_open = f'<tr class="{row_class}">' if row_class else "<tr>"  # the class marks header and body rows
     rows = []
     for m in entries:
@@ -414,12 +419,21 @@ def _table(entries: list[dict[str, Any]], folder: Path, table_id: str, row_class
             _fmt(val["specificity"], 3), _fmt(val["threshold"], 4), _fmt(test.get("auc"), 4),
             _fmt(test.get("sensitivity"), 3), _fmt(test.get("specificity"), 3),
             *(_fmt(split.get(name), 3) for name in extra for split in (val, test)), _fmt(lat["p50_ms"], 3),
-            _fmt(lat["p95_ms"], 3), _fmt(lat["p99_ms"], 3), lat["method"], f"{m['params']:,}",
+            _fmt(lat["p95_ms"], 3), _fmt(lat["p99_ms"], 3), lat["method"], *_runtime_cells(m, lat),
+            f"{m['params']:,}",
             _fmt(m["macs"] / 1e6, 1))] + [_links(folder, m["trial"])]
         rows.append(row_open + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f'<th title="click to sort">{h}</th>' for h in head)
     return (f'<table id="{table_id}" class="sortable"><thead>{row_open}{header}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _runtime_cells(m: dict[str, Any], lat: dict[str, Any]) -> tuple[str, str]:
+    """The runtime and precision an entry ships with, and what the other runtimes measured (settled point 19)."""
+    if not m.get("runtime_choice"):
+        return f"{lat['backend']} {lat['precision']}", "–"
+    choice = RuntimeChoice.model_validate(m["runtime_choice"])
+    return choice.shipped, choice.others()
 
 
 SORT_JS = """

@@ -56,6 +56,47 @@ def _calibration_lines(cal: dict[str, Any], ref: dict[str, Any]) -> list[str]:
     ]
 
 
+RUNTIME_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+def runtime_lines(card: dict[str, Any]) -> list[str]:
+    """Which runtime and precision the model ships with, why, and what every runtime measured in the search
+    (settled point 19)."""
+    runtime = card.get("runtime", "onnxruntime")
+    lines = ["", "## Runtime",
+             f"- Ships with **{RUNTIME_LABELS.get(runtime, runtime)} {card['compression']['quant']}** "
+             f"(`{card['deployed_file']}`; `nas predict` and `nas evaluate` run it with that runtime)."]
+    choice = card.get("runtime_choice")
+    if choice is None:
+        return lines + ["- The search recorded no runtime choice for this trial (one runtime was measured)."]
+    lines += [f"- The search chose {RUNTIME_LABELS.get(choice['runtime'], choice['runtime'])} {choice['precision']} "
+              f"for this candidate by measurement: {choice['reason']}.", "",
+              "| runtime | precision | p50 ms | p95 ms | |", "|---|---|---|---|---|"]
+    for t in choice["timings"]:
+        shipped = "shipped" if (t["runtime"], t["precision"]) == (runtime, card["compression"]["quant"]) else ""
+        if t["p50_ms"] is None:
+            lines.append(f"| {t['runtime']} | {t['precision']} | - | - | {t['skipped']} |")
+        else:
+            lines.append(f"| {t['runtime']} | {t['precision']} | {t['p50_ms']:.3f} | {t['p95_ms']:.3f} | {shipped} |")
+    lines.append("")
+    lines.append("- Timed in the search's phase 1 on the untrained shapes (the same shapes as the shipped model); "
+                 "the Latency section below is the shipped artifact's own measurement.")
+    return lines
+
+
+def _parity_line(card: dict[str, Any]) -> str:
+    line = (f"- The float ONNX was checked against PyTorch on validation images: class probabilities differ by at "
+            f"most {card['parity_max_abs_diff']:.2e}")
+    parity = card.get("deployed_parity")
+    if parity is None or (parity["file"], parity["runtime"]) == ("model.onnx", "onnxruntime"):
+        return line
+    how = (f"within the {parity['tolerance']:g} tolerance" if parity["tolerance"] is not None
+           else "(INT8: judged by its validation AUC above, not by this difference)")
+    runtime = RUNTIME_LABELS.get(parity["runtime"], parity["runtime"])
+    return (line + f"; the deployed `{parity['file']}` run by {runtime} differs by at most "
+            f"{parity['max_abs_diff']:.2e} {how}")
+
+
 def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
     json_path = write_json(out / "model_card.json", card)
     metrics, lat, io, data = card["metrics"], card["latency"], card["preprocessing"], card["data"]
@@ -64,7 +105,8 @@ def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         f"# Model card: {card['study']} trial {card['trial']} ({card['format']})",
         "",
         f"**Model**: `{card['summary']}`  ",
-        f"**Deployed file**: `{card['deployed_file']}` ({card['compression']['quant']}, for ONNX Runtime)  ",
+        f"**Deployed file**: `{card['deployed_file']}` ({card['compression']['quant']}, for "
+        f"{RUNTIME_LABELS.get(card.get('runtime', 'onnxruntime'), card.get('runtime'))})  ",
         f"**Task**: {card['task']}, positive class **{data['positive_class']}**  ",
         f"**Parameters**: {card['params']:,} · **MACs**: {card['macs'] / 1e6:.1f} M",
         "",
@@ -97,6 +139,7 @@ def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         lines.append("- p50 latency per precision, measured in one session during the search: " + ", ".join(
             f"{p} {m['p50_ms']:.3f} ms" for p, m in c["latency_by_precision"].items()) + ".")
     lines += [f"- Note: {flag}." for flag in c.get("flags", [])]
+    lines += runtime_lines(card)
     lines += [
         "",
         "## Latency",
@@ -108,8 +151,7 @@ def write_model_card(out: Path, card: dict[str, Any]) -> tuple[Path, Path]:
         f"- `{io['input_name']}`: {io['dtype']} {io['input_shape']} ({io['layout']}, {io['channels']})",
         f"- Resize {io['resize']}; normalise {io['normalise']}",
         f"- Output `{io['output_name']}`: {io['output']}; {io['decision']}",
-        f"- The float ONNX was checked against PyTorch on validation images: class probabilities differ by at most "
-        f"{card['parity_max_abs_diff']:.2e}",
+        _parity_line(card),
         "",
         "## Intended use and limits",
         "- A research model that ranks images for review. It does not make a diagnosis. Validate it on the "

@@ -1,4 +1,5 @@
-"""`nas export`: a chosen trial as a deployable folder (ONNX, spec, weights, model card), verified."""
+"""`nas export`: a chosen trial as a deployable folder (ONNX, the chosen runtime's artifact, spec, weights, model
+card), verified."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from nas.clinical.calibration import (
     ECE_BINS, calibrated_scores, expected_calibration_error, fit_temperature, in_band, referral_band, score_health,
 )
 from nas.clinical.inputs import DICOM_MODALITIES
-from nas.compress import load_model, quantize_int8
+from nas.compress import load_model
 from nas.compress.quantize import CALIBRATION_IMAGES
 from nas.data import Dataset
 from nas.defaults import EXPORT_FORMATS, INT8_MAX_AUC_DROP, REFER_RATE
-from nas.errors import ConfigError, StudyError, unknown_name
-from nas.export import check_parity, onnx_predict, onnx_session, preprocessing, to_onnx
+from nas.errors import ConfigError, StudyError, TrialError, unknown_name
+from nas.export import PARITY_ATOL, check_parity, preprocessing, to_onnx
 from nas.hardware import load_profile, open_target
+from nas.hardware.deploy import Predictor, artifact_files, predictor, probability_diff, write_artifact
+from nas.hardware.runtime_choice import deployed_runtime, runtime_target
+from nas.hardware.sessions import RUNTIMES
 from nas.hardware.tensorrt_engine import build_engine, import_tensorrt
 from nas.metrics import binary_metrics, bootstrap_ci, threshold_for_sensitivity
 from nas.report.html import study_dir as find_study_dir
@@ -83,11 +87,13 @@ def study_dataset(study_dir: Path, data: str | None) -> tuple[Task, Dataset]:
 
 def export_trial(
     results: Path, study: str, trial: int, out: Path, *, data: str | None = None, fmt: str | None = None,
-    max_auc_drop: float = INT8_MAX_AUC_DROP, refer_rate: float = REFER_RATE,
+    max_auc_drop: float = INT8_MAX_AUC_DROP, refer_rate: float = REFER_RATE, runtime: str | None = None,
 ) -> dict[str, Any]:
-    """Rebuild the trial's model from its spec and weights and ship it as `fmt`, verified.
+    """Rebuild the trial's model from its spec and weights and ship it as `fmt` for `runtime` (default: the
+    runtime the search chose for that precision, settled point 19), verified.
 
-    The float ONNX is checked against PyTorch; the deployed artifact (the float ONNX, or its INT8 version) gets a
+    The float ONNX is checked against PyTorch, and so is the deployed artifact run by its runtime (the float ONNX,
+    its INT8 version, or OpenVINO's IR); the deployed artifact gets a
     temperature fitted on its validation logits, its operating threshold on the calibrated validation scores and
     a referral band holding the `refer_rate` least certain validation cases; it must keep validation AUC within
     `max_auc_drop` of the recorded one, and is scored once on test with bootstrap intervals for the model card.
@@ -96,6 +102,8 @@ def export_trial(
         raise ConfigError(unknown_name("export format", fmt, EXPORT_FORMATS))
     if not 0 <= refer_rate < 1:
         raise ConfigError(f"--refer-rate must be in [0, 1) (a fraction of validation cases), got {refer_rate}")
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ConfigError(unknown_name("runtime", runtime, RUNTIMES))
     if fmt == "tensorrt":
         import_tensorrt()  # before any work: a clear message where TensorRT is absent
     folder = trial_dir(results, study, trial)
@@ -120,24 +128,27 @@ def export_trial(
     shutil.copyfile(weights, out / "model.pt")
     files = ["model.onnx", "model.pt", "spec.json"]
 
-    deployed, precision = onnx_path, "fp32"
-    if fmt == "int8" or (fmt == "tensorrt" and spec.compression.quant == "int8"):
-        calibration = task.sample_inputs(spec, dataset, CALIBRATION_IMAGES, split="train").numpy()
-        deployed, precision = quantize_int8(onnx_path, out / "model.int8.onnx", calibration,
-                                            method=spec.compression.calibration), "int8"
-        files.append(deployed.name)
+    precision = "int8" if fmt == "int8" or (fmt == "tensorrt" and spec.compression.quant == "int8") else "fp32"
+    runtime = "onnxruntime" if fmt == "tensorrt" else runtime or deployed_runtime(result.runtime_choice, precision)
+    calibration = (task.sample_inputs(spec, dataset, CALIBRATION_IMAGES, split="train").numpy()
+                   if precision == "int8" else None)
+    deployed = write_artifact(runtime, precision, onnx_path, out, calibration, method=spec.compression.calibration)
+    files += [f.name for f in artifact_files(deployed) if f != onnx_path]
+    deployed_parity = _deployed_parity(model, deployed, runtime, precision, task.sample_inputs(spec, dataset))
     # Compared with what the search recorded for this precision: the float model's metrics for a float export of
     # an INT8 candidate, else the scored artifact's.
     recorded = result.float_metrics.get("val", result.metrics["val"]) if precision == "fp32" else result.metrics["val"]
-    val_labels, val_logits = dataset.split("val").labels, _logits(deployed, task, spec, dataset, "val")
+    run = predictor(deployed, runtime)
+    val_labels, val_logits = dataset.split("val").labels, _logits(run, task, spec, dataset, "val")
     temperature = fit_temperature(val_logits, val_labels)
     val_scores = calibrated_scores(val_logits, temperature)
     threshold = threshold_for_sensitivity(val_labels, val_scores, settings["target_sensitivity"])
     val = binary_metrics(val_labels, val_scores, threshold)
     if recorded["auc"] - val["auc"] > max_auc_drop:
-        raise StudyError(f"the {precision} artifact's validation AUC {val['auc']:.4f} is {recorded['auc'] - val['auc']:.4f} "
+        raise StudyError(f"the {runtime} {precision} artifact's validation AUC {val['auc']:.4f} is "
+                         f"{recorded['auc'] - val['auc']:.4f} "
                          f"below the recorded {recorded['auc']:.4f} (allowed: {max_auc_drop}); not shipped as {fmt}")
-    test_labels, test_logits = dataset.split("test").labels, _logits(deployed, task, spec, dataset, "test")
+    test_labels, test_logits = dataset.split("test").labels, _logits(run, task, spec, dataset, "test")
     test_scores = calibrated_scores(test_logits, temperature)
     test = binary_metrics(test_labels, test_scores, threshold)
     band = referral_band(val_scores, threshold, refer_rate)
@@ -152,7 +163,7 @@ def export_trial(
                 "test_not_referred": _operating_point(test_labels[~referred], test_scores[~referred], threshold)}
     counts, edges = _score_histogram(val_scores)
 
-    latency = _latency(folder, result, study_dir, deployed, precision, spec.input_shape, model)
+    latency = _latency(folder, result, study_dir, deployed, runtime, precision, spec.input_shape, model)
     engine = None
     if fmt == "tensorrt":  # built from the artifact verified above; its speed is measured on the target
         engine = build_engine(deployed, out / "model.engine", precision=spec.compression.quant,
@@ -160,7 +171,7 @@ def export_trial(
         files.append(engine["file"])
     io = {**preprocessing(spec.input_shape, task.normalisation), "task": task.name,
           "output": "logits for [negative, positive]; score = softmax(logits / temperature)[1], calibrated",
-          "file": deployed.name, "precision": precision,
+          "file": deployed.name, "runtime": runtime, "precision": precision,
           "calibration": {"method": "temperature", "temperature": temperature},
           "threshold": threshold, "referral_band": list(band), "refer_rate": refer_rate,
           "positive_class": dataset.positive_class,
@@ -171,7 +182,8 @@ def export_trial(
     write_json(out / "io.json", io)
     card = {
         "study": study, "trial": trial, "task": settings["task"], "summary": spec.summary(), "format": fmt,
-        "deployed_file": deployed.name, "spec": spec.model_dump(mode="json"), "params": result.params,
+        "deployed_file": deployed.name, "runtime": runtime, "runtime_choice": _choice_summary(result),
+        "spec": spec.model_dump(mode="json"), "params": result.params,
         "macs": result.macs, "compression": {
             "quant": precision, "prune_ratio": spec.compression.prune_ratio,
             "pruned_layers": len(spec.compression.channels),
@@ -186,16 +198,42 @@ def export_trial(
         "calibration": calibration, "referral": referral,
         "latency": latency, "preprocessing": io,
         "data": {**dataset.describe(), "split_sizes": {s: len(dataset.split(s)) for s in ("train", "val", "test")}},
-        "parity_max_abs_diff": diff,
+        "parity_max_abs_diff": diff, "deployed_parity": deployed_parity,
         "files": [*files, "io.json", "model_card.md", "model_card.json"],
     }
     write_model_card(out, card)
     return card
 
 
-def _logits(artifact: Path, task: Task, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
-    """The deployed file's logits on a whole split: temperature scaling needs logits, not probabilities."""
-    return onnx_predict(onnx_session(artifact), task.sample_inputs(spec, dataset, None, split=split).numpy())
+def _logits(run: Predictor, task: Task, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
+    """The deployed artifact's logits on a whole split, run by its runtime: temperature scaling needs logits, not
+    probabilities."""
+    return run(task.sample_inputs(spec, dataset, None, split=split).numpy())
+
+
+def _deployed_parity(model: torch.nn.Module, deployed: Path, runtime: str, precision: str,
+                     inputs: torch.Tensor) -> dict[str, Any]:
+    """The deployed artifact, run by its runtime, against PyTorch on real images. A float artifact must agree
+    within PARITY_ATOL; an INT8 one is judged by its validation AUC instead (its rounding is the point), so its
+    difference is recorded for the card only."""
+    diff = probability_diff(model, predictor(deployed, runtime), inputs.numpy())
+    if precision == "fp32" and diff > PARITY_ATOL:
+        raise TrialError(f"{deployed}: {runtime} class probabilities differ from PyTorch by up to {diff:.3g} "
+                         f"(tolerance {PARITY_ATOL})")
+    return {"file": deployed.name, "runtime": runtime, "precision": precision, "max_abs_diff": diff,
+            "tolerance": PARITY_ATOL if precision == "fp32" else None}
+
+
+def _choice_summary(result: TrialResult) -> dict[str, Any] | None:
+    """The search's runtime choice for the card: what shipped, why, and every runtime x precision's p50/p95."""
+    choice = result.runtime_choice
+    if choice is None:
+        return None
+    return {"runtime": choice.runtime, "precision": choice.precision, "reason": choice.reason,
+            "timings": [{"runtime": t.runtime, "precision": t.precision,
+                         "p50_ms": t.measurement.p50_ms if t.measurement else None,
+                         "p95_ms": t.measurement.p95_ms if t.measurement else None, "skipped": t.skipped}
+                        for t in choice.timings]}
 
 
 def _score_histogram(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,12 +252,12 @@ def _operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -
             "specificity": float((~predicted & ~labels).sum() / max(1, (~labels).sum()))}
 
 
-def _latency(folder: Path, result: TrialResult, study_dir: Path, deployed: Path, precision: str,
+def _latency(folder: Path, result: TrialResult, study_dir: Path, deployed: Path, runtime: str, precision: str,
              input_shape: tuple[int, ...], model: torch.nn.Module) -> dict[str, Any]:
-    """The artifact the search scored keeps the study's (re-measured) latency; another precision is measured now,
-    where the study measured (this machine, its agent, or the estimate), since its speed is not the scored one's
-    (INT8 can be slower)."""
-    if precision == result.spec.compression.quant:
+    """The artifact the search scored keeps the study's (re-measured) latency; another runtime or precision is
+    measured now with its runtime, where the study measured (this machine, its agent, or the estimate), since its
+    speed is not the scored one's (INT8 can be slower, and which runtime wins depends on the model)."""
+    if precision == result.spec.compression.quant and runtime == deployed_runtime(result.runtime_choice, precision):
         remeasured = folder / "remeasured.json"
         return json.loads(remeasured.read_text()) if remeasured.exists() else result.measurement.model_dump()
     run = json.loads((study_dir / "run.json").read_text()) if (study_dir / "run.json").exists() else {}
@@ -227,5 +265,7 @@ def _latency(folder: Path, result: TrialResult, study_dir: Path, deployed: Path,
     target = open_target(load_profile(hardware), device_url=run.get("device_url"),
                          token_file=run.get("device_token_file"), ca_file=run.get("device_ca_file"),
                          allow_estimate=bool(run.get("allow_estimate")), any_device=bool(run.get("any_device")))
+    if target.how == "local":
+        target = runtime_target(target, runtime)
     return target.measure(deployed, precision, input_shape,  # type: ignore[arg-type]
                           model if target.needs_model else None).model_dump()

@@ -13,6 +13,7 @@ from typing import Any
 from nas._io import read_json
 from nas.defaults import PICK_RULES
 from nas.errors import ConfigError, NasError, StudyError, unknown_name
+from nas.hardware.runtime_choice import RuntimeChoice
 from nas.report.html import study_dir
 from nas.search.constraints import Constraints as StudyConstraints
 from nas.search.constraints import constraint_values
@@ -177,6 +178,7 @@ def explain(choice: Choice, study: str) -> list[str]:
             f"{choice.feasible} of {choice.total} candidates that meet {choice.constraints.describe()}"
             if choice.constraints != Constraints() else f"all {choice.total} candidates (no constraints given)"),
     ]
+    lines.append("  runtime: " + _runtime_text(m))
     if lat["method"] == "estimated":
         lines.append("  note: this latency is an estimate, not a measurement on the target; measure it before use")
     limits = {"--max-latency-ms": choice.constraints.max_latency_ms,
@@ -199,11 +201,22 @@ def rule_text(choice: Choice) -> str:
     return f"highest validation {label}" if choice.rule == "auc" and name != "auc" else RULE_TEXT[choice.rule]
 
 
+def _runtime_text(m: Member) -> str:
+    """The runtime and precision the entry ships with and what the others measured (settled point 19)."""
+    if not m.get("runtime_choice"):
+        return f"ships with {m['latency']['backend']} {m['latency']['precision']} (the only runtime measured)"
+    choice = RuntimeChoice.model_validate(m["runtime_choice"])
+    return (f"ships with {choice.shipped}, the fastest measured (`nas export` writes its artifact); other runtimes "
+            f"p50: {choice.others()}")
+
+
 def brief(m: Member) -> dict[str, Any]:
     """The fields of an entry that a decision rests on, for --json output."""
     return {"trial": m["trial"], "summary": m.get("summary"), "is_baseline": m["is_baseline"],
             "val": m["metrics"]["val"],
-            "latency": {k: m["latency"][k] for k in ("p50_ms", "p95_ms", "p99_ms", "method", "backend", "device")}}
+            "latency": {k: m["latency"][k] for k in ("p50_ms", "p95_ms", "p99_ms", "method", "backend", "device")},
+            "runtime": {"runtime": m["latency"]["backend"], "precision": m["latency"]["precision"],
+                        "choice_reason": (m.get("runtime_choice") or {}).get("reason")}}
 
 
 def load_pareto(results: Path, study: str) -> dict[str, Any]:

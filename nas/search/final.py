@@ -11,6 +11,7 @@ from typing import Any
 from nas._io import write_json
 from nas.compress import load_model
 from nas.hardware import Measurement
+from nas.hardware.deploy import shipped_artifact, shipped_file
 from nas.hardware.runtime_choice import runtime_target
 from nas.search.constraints import result_constraints
 from nas.search.feasibility import explain_infeasible, remeasure
@@ -135,10 +136,12 @@ def measure_candidate(run: SearchRun, r: TrialResult) -> tuple[Measurement, Scan
     for stage in candidate.stages:
         stage_folder = candidate.folder(folder, stage)
         target = target_at_batch(ctx.target, stage.batch)
+        shipped = stage_folder / DEPLOYED_ONNX
         if stage.compressed and r.runtime_choice:
             target = runtime_target(target, r.runtime_choice.runtime)
+            shipped = shipped_file(r.runtime_choice, shipped)
         model = load_model(stage.spec, stage_folder / "model.pt") if ctx.target.needs_model else None
-        measured[stage.name] = target.measure(stage_folder / DEPLOYED_ONNX, stage.spec.compression.quant,
+        measured[stage.name] = target.measure(shipped, stage.spec.compression.quant,
                                               stage.spec.input_shape, model)
     runs = {name: s.runs for name, s in r.scan_latency.stages.items()} if r.scan_latency else None
     return ctx.task.compose_latency(candidate, ctx.dataset, measured, runs)
@@ -152,6 +155,7 @@ def score_on_test(run: SearchRun, r: TrialResult) -> tuple[dict[str, Any], Candi
     path = folder / "test_metrics.json"
     candidate = candidate_of(run, r)
     artifacts = {s.name: deployed_artifact(s.spec, candidate.folder(folder, s)) for s in candidate.stages}
+    artifacts[candidate.main.name] = shipped_artifact(r.runtime_choice, artifacts[candidate.main.name])
     if path.exists() and len(candidate.stages) == 1:
         return json.loads(path.read_text()), None
     metrics: dict[str, Any] = dict(ctx.task.evaluate(

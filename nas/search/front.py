@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from nas.search.runner import SearchRun
 
 SCHEMA_VERSION = 1
-ARTIFACTS = ("model.pt", DEPLOYED_ONNX, FLOAT_ONNX, TRAINED_WEIGHTS, CHECKPOINT)
+ARTIFACTS = ("model.pt", DEPLOYED_ONNX, FLOAT_ONNX, TRAINED_WEIGHTS, CHECKPOINT, "model.int8.xml", "model.int8.bin")
 
 
 def completed_results(run: SearchRun) -> list[TrialResult]:

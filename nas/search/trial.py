@@ -23,6 +23,7 @@ from nas.errors import TrialError
 from nas.export import Predictor, check_parity, half_precision_predictor, to_onnx, torch_predictor
 from nas.hardware import HardwareProfile, Measurement, Target
 from nas.hardware.cache import MeasurementCache
+from nas.hardware.deploy import scored_artifact
 from nas.hardware.runtime_choice import RuntimeChoice, int8_artifact, measure_runtimes, measure_with
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
@@ -172,7 +173,8 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     started = time.monotonic()
     artifacts: dict[str, Path | Predictor] = {}
     for stage in candidate.stages:
-        artifacts[stage.name] = export_stage(ctx, stage, models[stage.name], candidate.folder(out, stage))
+        artifacts[stage.name] = export_stage(ctx, stage, models[stage.name], candidate.folder(out, stage),
+                                             choices[stage.name])
     float_onnx = candidate.folder(out, candidate.main) / (FLOAT_ONNX if quant == "int8" else DEPLOYED_ONNX)
     float_val = ctx.task.evaluate(float_onnx, spec, ctx.dataset, "val", threshold=None,
                                   target_sensitivity=ctx.target_sensitivity)
@@ -237,18 +239,22 @@ def prune_and_finetune(ctx: TrialContext, stage: Stage, model: torch.nn.Module, 
     return {"finetune_epoch_losses": finetune["epoch_losses"]}
 
 
-def export_stage(ctx: TrialContext, stage: Stage, model: torch.nn.Module, folder: Path) -> Path | Predictor:
+def export_stage(ctx: TrialContext, stage: Stage, model: torch.nn.Module, folder: Path,
+                 choice: RuntimeChoice | None = None) -> Path | Predictor:
     """A trained stage's weights and ONNX (checked against PyTorch), quantized when it is compressed to int8;
-    returns what it ships as."""
+    returns what it ships as: for a compressed stage, as the runtime `choice` names runs it (settled point 19)."""
     spec = stage.spec
     save_weights(model, folder / "model.pt")
     quantized = stage.compressed and spec.compression.quant == "int8"
     float_onnx = to_onnx(model, spec.input_shape, folder / (FLOAT_ONNX if quantized else DEPLOYED_ONNX))
     check_parity(model, float_onnx, ctx.task.sample_inputs(spec, ctx.dataset))
+    if not stage.compressed:
+        return float_onnx
+    calibration = None
     if quantized:
         calibration = ctx.task.sample_inputs(spec, ctx.dataset, CALIBRATION_IMAGES, "train").numpy()
         quantize_int8(float_onnx, folder / DEPLOYED_ONNX, calibration, method=spec.compression.calibration)
-    return deployed_artifact(spec, folder, model) if stage.compressed else float_onnx
+    return scored_artifact(choice, deployed_artifact(spec, folder, model), float_onnx, calibration)
 
 
 def train_candidate(

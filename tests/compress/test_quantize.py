@@ -34,6 +34,21 @@ def test_int8_graph_runs_and_stays_close_to_float(tmp_path):
     assert np.abs(approx - exact).max() < 0.1 * np.abs(exact).max() + 1e-3
 
 
+def test_the_classifier_head_stays_float_so_scores_keep_their_ranking(tmp_path):
+    """Quantized logits collapse many cases onto one score (ties that cost AUC); the head that writes them stays
+    float, so scores of distinct images stay distinct, and only the head does."""
+    torch.manual_seed(0)
+    model = create_model(SPEC).eval()
+    images = preprocess(load_dataset(None).split("train").images[:128], 28).numpy()
+    int8_path = quantize_int8(to_onnx(model, SPEC.input_shape, tmp_path / "f.onnx"), tmp_path / "q.onnx", images)
+    graph = onnx.load(str(int8_path)).graph
+    writer = next(n for n in graph.node if "logits" in n.output)
+    assert writer.op_type == "Gemm"  # float Gemm on dequantized features, not a QuantizeLinear of the logits
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) >= 2  # the convolutions are still INT8
+    logits = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"]).run(None, {"input": images})[0]
+    assert len(np.unique(logits[:, 1] - logits[:, 0])) == len(images)
+
+
 def test_unquantizable_input_is_a_trial_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")

@@ -84,3 +84,19 @@ def test_both_cpu_runtimes_timed_for_a_real_model(tmp_path):
     assert openvino.measurement is None or openvino.measurement.backend == "openvino"
     timed = [t.measurement.p50_ms for t in choice.timings if t.measurement]
     assert choice.chosen.p50_ms == min(timed)
+
+
+def test_deployed_runtime_follows_the_choice():
+    """Export ships the chosen runtime; a float export of an int8 candidate ships the fastest fp32 runtime."""
+    from nas.hardware.runtime_choice import deployed_runtime
+
+    timings = [_t("onnxruntime", "fp32", 1.0), _t("onnxruntime", "int8", 0.8), _t("openvino", "fp32", 0.7),
+               _t("openvino", "int8", 0.3)]
+    choice = choose(timings, ("int8",))
+    assert (choice.runtime, choice.precision) == ("openvino", "int8")
+    assert deployed_runtime(choice, "int8") == "openvino"
+    assert deployed_runtime(choice.model_copy(update={"timings": timings[:3]}), "fp32") == "openvino"
+    assert deployed_runtime(choose(timings[:2], ("int8",)), "fp32") == "onnxruntime"
+    assert deployed_runtime(None, "fp32") == "onnxruntime"
+    gpu = choose([_t("torch-cuda", "fp32", 0.2)], ("fp32",))
+    assert deployed_runtime(gpu, "fp32") == "onnxruntime"  # a GPU runtime takes the ONNX file; predict runs it on ORT

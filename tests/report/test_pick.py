@@ -181,3 +181,45 @@ def test_the_accuracy_rule_ranks_by_the_tasks_primary_metric_and_names_it():
     assert "rule: highest validation CPM" in reasons and "next candidate: trial 8 (CPM 0.3000" in reasons
     assert "0.3000 CPM higher" in reasons and " AUC " not in reasons.split("validation:")[0]
     assert "rule: highest validation AUC" in "\n".join(explain(pick(MEMBERS, OBJECTIVES), "hand"))
+
+
+def _openvino_choice() -> dict:
+    """A runtime choice as pareto.json stores it: OpenVINO int8 fastest, ONNX Runtime int8 not timed."""
+    from nas.hardware import Measurement
+    from nas.hardware.runtime_choice import RuntimeTiming, choose
+
+    def timing(runtime: str, precision: str, p50: float) -> RuntimeTiming:
+        return RuntimeTiming(runtime=runtime, precision=precision, measurement=Measurement(
+            p50_ms=p50, p95_ms=p50 * 1.2, p99_ms=p50 * 1.3, mean_ms=p50, cv=0.05, runs=100, seconds=1.0,
+            throughput_ips=None, throughput_batch=None, peak_memory_mb=1.0, model_bytes=1, backend=runtime,
+            runtime_version=f"{runtime} x", device="test CPU", precision=precision, batch=1, threads=2,
+            method="measured", load_avg=0.0))
+
+    timings = [timing("onnxruntime", "fp32", 0.9), timing("openvino", "fp32", 0.7), timing("openvino", "int8", 0.4),
+               RuntimeTiming(runtime="onnxruntime", precision="int8", skipped="not timed: floor")]
+    return choose(timings, ("int8",)).model_dump(mode="json")
+
+
+def test_the_pick_says_which_runtime_it_ships_with_and_what_the_others_measured():
+    member = copy.deepcopy(DOC["members"][0])
+    member["runtime_choice"] = _openvino_choice()
+    member["latency"].update(backend="openvino", precision="int8")
+    lines = explain(pick([member], OBJECTIVES), "hand")
+    runtime = next(line for line in lines if line.startswith("  runtime:"))
+    assert "ships with openvino int8" in runtime
+    assert "onnxruntime fp32 0.900 ms" in runtime and "onnxruntime int8 not timed" in runtime
+    plain = explain(pick([DOC["members"][0]], OBJECTIVES), "hand")  # no recorded choice: one runtime measured
+    assert "  runtime: ships with onnxruntime fp32 (the only runtime measured)" in plain
+
+
+def test_report_table_shows_each_entrys_runtime():
+    from pathlib import Path
+
+    from nas.report.html import _table
+
+    member = copy.deepcopy(DOC["members"][0])
+    member["runtime_choice"] = _openvino_choice()
+    table = _table([member, DOC["members"][1]], Path("nowhere"), "t")
+    assert "<th title=\"click to sort\">runtime</th>" in table
+    assert "<td>openvino int8</td>" in table and "openvino fp32 0.700 ms" in table
+    assert "<td>onnxruntime fp32</td><td>–</td>" in table
