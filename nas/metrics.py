@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
 
 __all__ = ["roc_auc", "threshold_for_sensitivity", "binary_metrics", "bootstrap_ci"]
 
@@ -54,6 +53,8 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
 
 def _auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """AUC of each row (one resample per row) as the Mann-Whitney statistic on average ranks (ties count half)."""
+    from scipy.stats import rankdata  # scipy.stats takes a second to import: only where a metric is computed
+
     ranks = rankdata(scores, axis=1)
     n_pos = labels.sum(axis=1)
     n_neg = labels.shape[1] - n_pos

@@ -14,13 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.spaces import list_spaces  # validating a space needs the model registry, hence torch
+    from nas.spaces.catalog import list_space_summaries
 
-    spaces = list_spaces()
+    spaces = list_space_summaries()
     if args.json:
-        print_json([{"name": s.name, "task": s.task, "families": list(s.families),
-                     "baselines": [b.name for b in s.baselines], "description": s.description,
-                     "path": str(s.path)} for s in spaces])
+        print_json([{"name": s.name, "task": s.task, "families": list(s.families), "baselines": list(s.baselines),
+                     "description": s.description, "path": str(s.path)} for s in spaces])
         return 0
     for s in spaces:
         print(f"{s.name:<14} task={s.task:<7} families={','.join(s.families):<30} {s.description}")

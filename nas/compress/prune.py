@@ -13,7 +13,6 @@ import pickle
 from pathlib import Path
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from nas.errors import StudyError, TrialError
@@ -50,6 +49,8 @@ def plan_channels(model: nn.Module, spec: Spec, ratio: float, round_to: int = 1)
     Per-layer pruning: each dependency group keeps (1 - ratio) of its channels, rounded to `round_to`, so the
     counts depend on the architecture and the ratio only, never on weights.
     """
+    import torch_pruning as tp  # imports timm, hence torchvision: seconds, paid only by a pruned candidate
+
     if not 0 <= ratio < 1:
         raise ValueError(f"prune_ratio must be in [0, 1), got {ratio}")
     if ratio == 0:
@@ -74,6 +75,8 @@ def prune_to_channels(model: nn.Module, spec: Spec, channels: dict[str, int]) ->
     inputs of the next layer, residual partners), which is why several names may already be at their count when
     reached.
     """
+    import torch_pruning as tp
+
     model.eval()
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=_example(spec))
     importance = tp.importance.MagnitudeImportance(p=1)

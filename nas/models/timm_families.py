@@ -4,15 +4,15 @@ timm's public `create_model` fixes width and depth in the variant name (mobilene
 so the scaled families go through timm's own generators, which take the multipliers as arguments. Those are
 private to timm: they are called here and nowhere else, and the contract tests check that multipliers of 1.0
 give exactly the named timm model, so a change in timm fails a test rather than a search.
+
+timm is imported when a model is built, not when the families register: importing it pulls in torchvision and
+torch._dynamo, seconds of start-up that a search of dsconv nets, or a command that only lists, never needs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import timm
-from timm.models import efficientnet as _timm_efficientnet
-from timm.models import mobilenetv3 as _timm_mobilenetv3
 from torch import nn
 
 from nas.models._family import Bounds, Family, ParamFn, register_family
@@ -24,6 +24,8 @@ _EFFICIENTNET_VARIANT = "efficientnet_b0"
 
 
 def _build_mobilenetv3(spec: Spec) -> nn.Module:
+    from timm.models import mobilenetv3 as _timm_mobilenetv3
+
     a = spec.arch
     return _timm_mobilenetv3._gen_mobilenet_v3(
         _MOBILENETV3_VARIANTS[a["size"]],
@@ -36,6 +38,8 @@ def _build_mobilenetv3(spec: Spec) -> nn.Module:
 
 
 def _build_efficientnet(spec: Spec) -> nn.Module:
+    from timm.models import efficientnet as _timm_efficientnet
+
     a = spec.arch
     return _timm_efficientnet._gen_efficientnet(
         _EFFICIENTNET_VARIANT,
@@ -48,6 +52,8 @@ def _build_efficientnet(spec: Spec) -> nn.Module:
 
 
 def _build_resnet(spec: Spec) -> nn.Module:
+    import timm
+
     return timm.create_model(
         spec.arch["variant"], pretrained=False, num_classes=spec.num_classes, in_chans=spec.in_channels
     )

@@ -19,17 +19,23 @@ build_parser()
 after_parser = sorted(m for m in {heavy} if m in sys.modules)
 main(["profiles", "--json"])
 after_profiles = sorted(m for m in {heavy} if m in sys.modules)
-print(json.dumps({{"parser": after_parser, "profiles": after_profiles}}), file=sys.stderr)
+main(["spaces", "--json"])
+after_spaces = sorted(m for m in {heavy} if m in sys.modules)
+print(json.dumps({{"parser": after_parser, "profiles": after_profiles, "spaces": after_spaces}}), file=sys.stderr)
 """
 
 
-def test_parser_and_profiles_import_no_heavy_library() -> None:
+def test_parser_profiles_and_spaces_import_no_heavy_library() -> None:
     """Deterministic on any machine: what is imported decides start-up time, not today's load."""
     done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY)], cwd=REPO, capture_output=True,
                           text=True, timeout=300, check=True)
     loaded = json.loads(done.stderr.strip().splitlines()[-1])
-    assert loaded == {"parser": [], "profiles": []}
-    assert any(p["name"] == "cpu" for p in json.loads(done.stdout))
+    assert loaded == {"parser": [], "profiles": [], "spaces": []}
+    decoder, out = json.JSONDecoder(), done.stdout.strip()
+    profiles, end = decoder.raw_decode(out)
+    spaces = json.loads(out[end:])
+    assert any(p["name"] == "cpu" for p in profiles)
+    assert {"name": "xray", "task": "xray"}.items() <= next(s for s in spaces if s["name"] == "xray").items()
 
 
 def _seconds(*argv: str) -> float:
@@ -38,10 +44,10 @@ def _seconds(*argv: str) -> float:
     return time.perf_counter() - start
 
 
-def test_help_and_profiles_start_faster_than_torch_imports() -> None:
+def test_help_profiles_and_spaces_start_faster_than_torch_imports() -> None:
     """Timed against `import torch` under the same load, so a busy CI machine slows both sides alike."""
     torch_s = _seconds("-c", "import torch")
-    for argv in (("--help",), ("profiles",)):
+    for argv in (("--help",), ("profiles",), ("spaces",)):
         took = _seconds("-m", "nas.cli.main", *argv)
         assert took < 0.6 * torch_s, f"nas {' '.join(argv)} took {took:.1f} s, `import torch` {torch_s:.1f} s"
 

@@ -11,11 +11,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import QUICK_PROFILE, run_nas, schema
+from conftest import QUICK_PROFILE, SMALL_SPLITS, SMALL_XRAY, run_nas, schema
 from nas.search.pareto import non_dominated
 
 pytestmark = pytest.mark.slow
-SEARCH = ["search", "--space", "xray-tiny", "--hardware", str(QUICK_PROFILE), "--epochs", "1"]
+SEARCH = ["search", "--space", "xray-tiny", "--data", str(SMALL_XRAY), "--hardware", str(QUICK_PROFILE), "--epochs", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_export_writes_a_verified_package(finished, tmp_path):
     assert f"{card['threshold']:.4f}" in (out / "model_card.md").read_text()
     low, high = card["metrics"]["test_ci95"]["auc"]
     assert low <= card["metrics"]["test"]["auc"] <= high and high - low < 0.5
-    assert card["data"]["split_sizes"] == {"train": 4708, "val": 524, "test": 624}
+    assert card["data"]["split_sizes"] == SMALL_SPLITS
     assert io["threshold"] == card["threshold"] and io["file"] == "model.onnx" and io["input_name"] == "input"
 
 

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import run_nas, schema
+from conftest import SMALL_XRAY, run_nas, schema
 
 pytestmark = pytest.mark.slow
 BUSY_S = 90.0
@@ -37,8 +37,9 @@ def test_busy_search_with_no_feasible_trial(tmp_path):
     for p in busy:
         p.start()
     try:
-        proc = run_nas("search", "--space", "xray-tiny", "--hardware", str(profile), "--epochs", "1", "--trials", "2",
-                       "--max-latency-ms", "0.001", "--study", "busy", "--json", cwd=tmp_path)
+        proc = run_nas("search", "--space", "xray-tiny", "--data", str(SMALL_XRAY), "--hardware", str(profile),
+                       "--epochs", "1", "--trials", "2", "--max-latency-ms", "0.001", "--study", "busy", "--json",
+                       cwd=tmp_path)
     finally:
         for p in busy:
             p.terminate()
