@@ -225,9 +225,9 @@ def run_nodule_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     macs = round(batches * SCREEN_BATCH * count_macs(screen_model, spec.screen.input_shape)
                  + evaluation.mean_passed * count_macs(deployed_shapes, classify_spec.input_shape))
     flags = speed_flags(ctx, by_precision)
-    if data.composite_val:
-        flags.append("validation FROC is on a composite (held-out nodules pasted into training scans): it ranks "
-                     "candidates; only the test scans measure detection")
+    if data.estimated_val:
+        flags.append("validation FROC is estimated (validation patients' nodules against the training scans' false "
+                     "positives): it ranks candidates; only the test scans measure detection")
     result = TrialResult(
         trial=trial.number, spec=classify_spec,
         params=count_params(screen_model) + count_params(deployed_shapes), macs=macs, measurement=measurement,

@@ -96,8 +96,10 @@ class NoduleTask(Task):
         return binary_metrics(labels, scores, threshold)
 
     def evaluate_pipeline(self, detector: TwoStage, dataset: Dataset, split: str) -> Evaluation:
-        """FROC of the whole pipeline on the split's scans (for a composite validation, see nodule.data)."""
+        """FROC of the whole pipeline on the split's scans (without a validation scan, estimated: see nodule.data)."""
         data: NoduleData = nodule_data(dataset)
+        if split == "val" and data.estimated_val:
+            return data.estimate(detector)
         return evaluate_scans(detector.run, data.froc_scans(split))
 
 
