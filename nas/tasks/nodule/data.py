@@ -41,6 +41,7 @@ from nas.tasks.nodule.volume import (
     SLAB_OFFSETS,
     Prepared,
     prepare,
+    recentre,
     region,
     seed_tiles,
     thin,
@@ -191,13 +192,15 @@ class NoduleData:
         return out
 
     def _negatives(self, index: int, count: int, avoid: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-        """`count` lung negatives, SEED_NEGATIVE_FRACTION of them on seeds, all MIN_SEPARATION_MM from `avoid`."""
+        """`count` lung negatives, SEED_NEGATIVE_FRACTION of them on seeds moved onto their blobs as candidates are
+        (`recentre`: what stage 2 is handed in use), all MIN_SEPARATION_MM from `avoid`."""
         seeds = self.prepared(index).seeds
         others = np.asarray(avoid, dtype=np.float64).reshape(-1, 3)
         if others.size and len(seeds):
             seeds = seeds[np.min(np.linalg.norm(seeds[:, None] - others[None], axis=2), axis=1) >= MIN_SEPARATION_MM]
         wanted = round(count * SEED_NEGATIVE_FRACTION)
-        on_seeds = [seeds[n] for n in rng.choice(len(seeds), wanted, replace=wanted > len(seeds))] if len(seeds) else []
+        on_seeds = list(recentre(self.prepared(index), seeds[rng.choice(len(seeds), wanted, replace=wanted > len(seeds))]
+                                 )) if len(seeds) and wanted else []
         return on_seeds + self._places(index, count - len(on_seeds), avoid, rng, apart=False)
 
     def _findings(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
