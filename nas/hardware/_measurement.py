@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nas.spec import Precision
 
-Method = Literal["measured", "remote", "estimated"]
+Method = Literal["measured", "remote", "estimated", "composed"]
 
 
 class Disturbance(BaseModel):

@@ -33,10 +33,10 @@ def test_split_by_patient_keeps_the_nodules_for_test(data):
     dataset, d = data
     patients = {split: {d.scans[i].patient for i in ix} for split, ix in d.splits.items()}
     assert patients == {"train": {"LIDC-IDRI-0002"}, "val": set(), "test": {"LIDC-IDRI-0003"}}
-    assert d.composite_val  # no scan left for validation: held-out crops pasted into the training scan
+    assert d.estimated_val  # no scan left for validation: validation patients' LIDC nodules, estimated
     described = d.describe()
     assert described["reference_nodules"] == {"train": 0, "val": 0, "test": 3}
-    assert "composite" in described["validation"] and "too little" in described["note"]
+    assert "estimated" in described["validation"] and "is trained on" in described["note_0002"]
     assert dataset.fingerprint and dataset.positive_class == "nodule"
 
 
@@ -74,8 +74,8 @@ def test_examples_for_both_stages(data):
             assert inputs.shape[1:] == shape and len(inputs) == len(labels)
             assert 0 < int(labels.sum()) < len(labels), (split, stage)
     train_labels = d.inputs("train", "classify", 16)[1]
-    assert int(train_labels.sum()) >= 100  # nodule-like findings augmented, plus pasted crops
-    assert sum(len(t.nodules) for _, t in d.froc_scans("val")) >= 5
+    assert int(train_labels.sum()) >= 1000  # the training patients' LIDC volumes, shifted copies
+    assert [t.series_uid for _, t in d.froc_scans("val")] == [d.scans[i].series_uid for i in d.splits["train"]]
 
 
 def test_a_scan_without_lungs_is_refused_clearly():

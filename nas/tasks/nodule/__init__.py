@@ -121,8 +121,10 @@ class NoduleTask(Task):
         return binary_metrics(labels, scores, threshold)
 
     def evaluate_pipeline(self, detector: TwoStage, dataset: Dataset, split: str) -> Evaluation:
-        """FROC of the whole pipeline on the split's scans (for a composite validation, see nodule.data)."""
+        """FROC of the whole pipeline on the split's scans (without a validation scan, estimated: see nodule.data)."""
         data: NoduleData = nodule_data(dataset)
+        if split == "val" and data.estimated_val:
+            return data.estimate(detector)
         return evaluate_scans(detector.run, data.froc_scans(split))
 
     # -- a candidate: a 2D screener (fp32, batches of tiles) then a 3D classifier (compressed, one patch a run)
@@ -171,9 +173,9 @@ class NoduleTask(Task):
         """The whole pipeline's FROC on the split's scans, and the candidates per scan that reached stage 2."""
         evaluation = self.evaluate_pipeline(TwoStage(self._pipeline(candidate), artifacts["screen"],
                                                      artifacts["classify"]), dataset, split)
-        flags = ["validation FROC is on a composite (held-out nodules pasted into training scans): it ranks "
-                 "candidates; only the test scans measure detection"] \
-            if split == "val" and nodule_data(dataset).composite_val else []
+        flags = ["validation FROC is estimated (validation patients' nodules against the training scans' false "
+                 "positives): it ranks candidates; only the test scans measure detection"] \
+            if split == "val" and nodule_data(dataset).estimated_val else []
         return CandidateScore(evaluation.froc.metrics(), {"classify": evaluation.mean_passed}, flags, evaluation)
 
     def describe_data(self, dataset: Dataset) -> dict[str, Any]:

@@ -7,16 +7,15 @@ reference standard is LUNA16's `annotations.csv` (+ `annotations_excluded.csv`) 
 
 Split by patient, so no patient spans two splits. Scans with reference nodules are dealt first, in a fixed hashed
 order: the first to test, the second to val, then one in five each to test and val, the rest to train; scans
-without nodules likewise, starting with train. With as few scans as the shared data (two: LIDC-IDRI-0003 with three
-nodules goes to test, 0002 with none to train) no scan is left for validation; then validation is a composite:
-whole segmented LIDC nodules from `lidc_nodule_crops.npz`'s val split (other patients) pasted into the training
-scan's lungs. It ranks candidates during the search only, and every report says so; test stays real and unseen.
+without nodules likewise, starting with train. On the shared data LIDC-IDRI-0003 (three nodules) is the test scan and
+LIDC-IDRI-0002 (none under LUNA16) is trained on, as a source of real lung negatives, so it is no test scan.
 
-Training examples: patches around every nodule-like finding of the training scans (reference nodules and excluded
-findings with a size: real nodules read by fewer radiologists or under 3 mm), jittered, flipped and rotated;
-whole nodules from the crops file's train split pasted into random lung positions; negatives at non-nodule marks
-(hard negatives) and random lung positions. Far too little data to train a detector: the point is an honest,
-runnable pipeline; a user with LUNA16 or full LIDC runs the same commands on a folder of scans.
+The nodules to learn from are LIDC's own, in their real surroundings (`nas.tasks.nodule.material`): the crops of
+`lidc_slices_64.npz` and the volumes of `lidc_vois/` beside the scans, split by patient with the one LIDC split
+(`patient_split`: LIDC-IDRI-0003 always test, so neither its scan, crops nor volumes are trained on or used for
+selection). The training scans add lung negatives (seeds, random lung, non-nodule marks) and, where they have them,
+their reference nodules. Validation patients' crops and volumes score each stage's patches; with no validation scan
+holding nodules (the shared data) the validation FROC is an estimate from them (`NoduleData.estimate`).
 """
 
 from __future__ import annotations
@@ -24,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,48 +35,45 @@ from nas._yaml import REPO_ROOT
 from nas.data import Dataset, Split
 from nas.data.ct import CTScan
 from nas.errors import DataError
-from nas.tasks.nodule.froc import Finding, ScanTruth
+from nas.tasks.nodule.froc import Finding, ScanTruth, estimated_froc, match
+from nas.tasks.nodule.material import SLICES_FILE, VOIS_DIR, LidcMaterial, augment_3d, find_material
 from nas.tasks.nodule.volume import (
     SLAB_OFFSETS,
     Prepared,
-    blob_seeds,
     prepare,
+    recentre,
     region,
+    seed_tiles,
+    thin,
     to_model_input,
-    to_window,
 )
+
+if TYPE_CHECKING:
+    from nas.tasks.nodule.pipeline import Evaluation, TwoStage
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_SCANS = SHARED_DATA / "lidc"
-CROPS_FILE = "lidc_nodule_crops.npz"
-CROP_SPACING_MM = (2.0, 0.7, 0.7)
-"""Assumed (slice, row, column) spacing of the crops file's nodules (it does not say): typical LIDC values."""
-CROP_WINDOW_HU = (-1350.0, 150.0)
-"""The HU range the crops file's uint8 values span (it does not say): the standard lung window. Read this way the
-crops' commonest value is solid tissue (about 0 HU), 7% of voxels pile up at 255 (clipped at +150 HU: calcium) and
-the faint rim is parenchyma; read as the model's own [-1000, 400] window, pasted nodules came out about 250 HU denser
-than real ones, 40% of them partly saturated."""
 SEED = 20240
 POSITIVE_COPIES = 16
 HARD_NEGATIVE_COPIES = 4
-RANDOM_NEGATIVES_PER_POSITIVE = 2
-SCREEN_NEGATIVES_PER_POSITIVE = 12
-"""The screener ranks up to a thousand seeds per scan, nearly all negative, so it trains on many more negatives than
-the patch classifier (2D tiles are cheap; 3D patches are not)."""
+SCAN_NEGATIVES = {"screen": 1000, "classify": 600}
+"""Lung negatives per training scan and stage: the screener ranks about 1,700 seeds per scan, nearly all negative,
+so it sees many (2D tiles are cheap; 3D patches are not)."""
+VOI_COPIES, VOI_SURROUNDINGS = 2, 1
+"""Per training volume: shifted copies of its nodule, and patches of its surroundings (stage 2)."""
 SEED_NEGATIVE_FRACTION = 0.5
 """Of each stage's lung negatives, this share sits on seeds (`blob_seeds`: vessels, vessel crossings, scars) away
 from every finding: what the stages are shown in use, and the hard part of telling nodules apart."""
 CACHE_VERSION = 2
 """Bumped when `prepare` changes what it computes (2: 4 mm lung mask, seeds)."""
-COMPOSITES_PER_SCAN = 240
-VAL_COMPOSITES_PER_SCAN = 10
 EVAL_RANDOM_NEGATIVES = 120
 PATCH_JITTER = 2
 """Second-stage positives are shifted up to this many voxels: refined candidates land near, not on, centres."""
 MIN_SEPARATION_MM = 20.0
 PREPARE_REPEATS = 3
-MAX_TILE = 64
-"""The largest first-stage tile (pixels at 1 mm) the task cuts: the data's `image_size` as a search space sees it."""
+MAX_TILE = 32
+"""The largest first-stage tile (pixels at 1 mm) the task cuts, the data's `image_size` as a search space sees it:
+the crops span about 45 mm and the volumes' boxes about 30 mm, so larger tiles and patches would be mostly mirror."""
 
 
 @dataclass(frozen=True)
@@ -88,22 +85,12 @@ class ScanEntry:
 
 
 @dataclass(frozen=True)
-class Nodule3d:
-    """A whole segmented nodule from the crops file, on the 1 mm grid, values in the model window."""
-
-    values: np.ndarray
-    diameter_mm: float
-
-
-@dataclass(frozen=True)
 class Example:
-    """One training or scoring example: where (scan, grid position), what (label, pasted nodule), how (jitter)."""
+    """One training or scoring example on a scan: where (scan, grid position), what (label), how (jitter)."""
 
     scan: int
     centre: tuple[float, float, float]
     label: int
-    nodule: int = -1
-    """Index into the split's pasted nodules, -1 for none."""
     jitter: tuple[int, int, int] = (0, 0, 0)
     tile_shift: tuple[int, float, float] = (0, 0.0, 0.0)
     """First stage: slice offset (voxels), and row/column offset of the nodule in the tile (fraction of the tile)."""
@@ -121,15 +108,13 @@ class NoduleData:
     scans: list[ScanEntry]
     splits: dict[str, list[int]]
     annotations: Path | None
-    crops: Path | None
+    material: LidcMaterial | None
     cache_dir: Path | None = None
     _truths: dict[int, ScanTruth] = field(default_factory=dict, repr=False)
     _prepared: dict[int, Prepared] = field(default_factory=dict, repr=False)
-    _nodules: dict[str, list[Nodule3d]] = field(default_factory=dict, repr=False)
     _examples: dict[str, list[Example]] = field(default_factory=dict, repr=False)
     _inputs: dict[tuple[str, str, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
     _froc_scans: dict[str, list[tuple[Prepared, ScanTruth]]] = field(default_factory=dict, repr=False)
-    _derived: dict[str, object] = field(default_factory=dict, repr=False)
     prepare_ms: dict[str, list[float]] = field(default_factory=dict)
     """Measured pre-processing times per series UID (ms), for per-scan latency."""
 
@@ -182,22 +167,13 @@ class NoduleData:
         return self.splits[split]
 
     @property
-    def composite_val(self) -> bool:
-        """No real validation scan with nodules: validation pastes held-out nodules into training scans."""
+    def estimated_val(self) -> bool:
+        """No validation scan holds a nodule: the validation FROC is `estimate`d from validation patients."""
         return not any(self.truth(i).nodules for i in self.splits["val"])
-
-    def _background(self, split: str) -> list[int]:
-        return self.splits["train"] if split == "val" and self.composite_val else self.splits[split]
-
-    # -- pasted nodules ----------------------------------------------------------------------------------------
-    def crop_nodules(self, split: str) -> list[Nodule3d]:
-        if split not in self._nodules:
-            self._nodules[split] = load_crop_nodules(self.crops, split) if self.crops else []
-        return self._nodules[split]
 
     # -- examples ----------------------------------------------------------------------------------------------
     def examples(self, split: str, stage: str = "classify") -> list[Example]:
-        """A split's examples; the screener's training split adds SCREEN_NEGATIVES_PER_POSITIVE lung negatives."""
+        """A split's scan examples; the screener's training split adds SCAN_NEGATIVES['screen'] per scan."""
         key = f"{split}/{stage}" if split == "train" and stage == "screen" else split
         if key not in self._examples:
             if key == "train/screen":
@@ -210,21 +186,21 @@ class NoduleData:
         rng = np.random.default_rng(SEED + 4)
         out: list[Example] = []
         for index in self.splits["train"]:
-            positives = sum(e.label for e in self.examples("train") if e.scan == index)
             positions, _, marks = self._findings(index)
             out += [_augmented(rng, index, c, 0, 3.0)
-                    for c in self._negatives(index, SCREEN_NEGATIVES_PER_POSITIVE * positives,
-                                             list(positions) + list(marks), rng)]
+                    for c in self._negatives(index, SCAN_NEGATIVES["screen"], list(positions) + list(marks), rng)]
         return out
 
     def _negatives(self, index: int, count: int, avoid: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-        """`count` lung negatives, SEED_NEGATIVE_FRACTION of them on seeds, all MIN_SEPARATION_MM from `avoid`."""
+        """`count` lung negatives, SEED_NEGATIVE_FRACTION of them on seeds moved onto their blobs as candidates are
+        (`recentre`: what stage 2 is handed in use), all MIN_SEPARATION_MM from `avoid`."""
         seeds = self.prepared(index).seeds
         others = np.asarray(avoid, dtype=np.float64).reshape(-1, 3)
         if others.size and len(seeds):
             seeds = seeds[np.min(np.linalg.norm(seeds[:, None] - others[None], axis=2), axis=1) >= MIN_SEPARATION_MM]
         wanted = round(count * SEED_NEGATIVE_FRACTION)
-        on_seeds = [seeds[n] for n in rng.choice(len(seeds), wanted, replace=wanted > len(seeds))] if len(seeds) else []
+        on_seeds = list(recentre(self.prepared(index), seeds[rng.choice(len(seeds), wanted, replace=wanted > len(seeds))]
+                                 )) if len(seeds) and wanted else []
         return on_seeds + self._places(index, count - len(on_seeds), avoid, rng, apart=False)
 
     def _findings(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -236,78 +212,36 @@ class NoduleData:
         return where(sized), np.array([f.diameter_mm / 2 for f in sized]), where(marks)
 
     def _train_examples(self) -> list[Example]:
+        """Each training scan's nodule-like findings (augmented), non-nodule marks, and lung negatives."""
         rng = np.random.default_rng(SEED)
-        nodules = self.crop_nodules("train")
         out: list[Example] = []
         for index in self.splits["train"]:
             positions, radii, marks = self._findings(index)
-            taken = list(positions) + list(marks)
             for c, r in zip(positions, radii):
                 out += [_augmented(rng, index, c, 1, r) for _ in range(POSITIVE_COPIES)]
             for c in marks:
                 out += [_augmented(rng, index, c, 0, 3.0) for _ in range(HARD_NEGATIVE_COPIES)]
-            if nodules:
-                chosen = rng.choice(len(nodules), min(COMPOSITES_PER_SCAN, len(nodules)), replace=False)
-                places = self._places(index, len(chosen), taken, rng)
-                taken += list(places)
-                out += [_augmented(rng, index, c, 1, nodules[n].diameter_mm / 2, nodule=int(n))
-                        for n, c in zip(chosen, places)]
-            positives = sum(e.label for e in out if e.scan == index)
             out += [_augmented(rng, index, c, 0, 3.0) for c in self._negatives(
-                index, RANDOM_NEGATIVES_PER_POSITIVE * positives, list(positions) + list(marks), rng)]
-        if not any(e.label for e in out):
-            raise DataError(f"{self.root}: the training scans hold no nodule to learn from, and no "
-                            f"{CROPS_FILE} was found beside them")
+                index, SCAN_NEGATIVES["classify"], list(positions) + list(marks), rng)]
+        if not any(e.label for e in out) and self.material is None:
+            raise DataError(f"{self.root}: the training scans hold no nodule to learn from, and no {SLICES_FILE} "
+                            f"with {VOIS_DIR}/ was found beside them")
         return out
 
     def _eval_examples(self, split: str) -> list[Example]:
-        """Unaugmented: each nodule once, centred; non-nodule marks; random lung positions."""
+        """Unaugmented: each of the split's scans' nodules once, centred; non-nodule marks; random lung."""
         rng = np.random.default_rng(SEED + (1 if split == "val" else 2))
         out: list[Example] = []
-        if split == "val" and self.composite_val:
-            for index, _, placed in self._val_composites():
-                out += [Example(index, tuple(c), 1, nodule=n) for n, c in placed]
-        else:
-            for index in self.splits[split]:
-                prepared, truth = self.prepared(index), self.truth(index)
-                if truth.nodules:
-                    centres = prepared.from_world(np.array([f.world_mm for f in truth.nodules]))
-                    out += [Example(index, tuple(c), 1) for c in centres]
-        for index in self._background(split):
-            _, _, marks = self._findings(index)
+        for index in self.splits[split]:
+            prepared, truth = self.prepared(index), self.truth(index)
+            if truth.nodules:
+                centres = prepared.from_world(np.array([f.world_mm for f in truth.nodules]))
+                out += [Example(index, tuple(c), 1) for c in centres]
+            positions, _, marks = self._findings(index)
             out += [Example(index, tuple(c), 0) for c in marks]
             out += [Example(index, tuple(c), 0)
-                    for c in self._places(index, EVAL_RANDOM_NEGATIVES, self._avoid(index, split), rng)]
-        if not any(e.label for e in out) or all(e.label for e in out):
-            raise DataError(f"{self.root}: the {split} split needs both nodules and other lung to be scored")
+                    for c in self._places(index, EVAL_RANDOM_NEGATIVES, list(positions) + list(marks), rng)]
         return out
-
-    def _avoid(self, index: int, split: str) -> list[np.ndarray]:
-        positions, _, marks = self._findings(index)
-        avoid = list(positions) + list(marks)
-        if split == "val" and self.composite_val:
-            avoid += [c for i, _, placed in self._val_composites() if i == index for _, c in placed]
-        return avoid
-
-    def _val_composites(self) -> list[tuple[int, list[Nodule3d], list[tuple[int, np.ndarray]]]]:
-        """Per background scan: the val nodules pasted into it and where (index into crop_nodules('val'))."""
-        key = "val-composites"
-        if key not in self._derived:
-            rng = np.random.default_rng(SEED + 3)
-            nodules = self.crop_nodules("val")
-            if not nodules:
-                raise DataError(f"{self.root}: no validation scan has reference nodules and no {CROPS_FILE} was "
-                                f"found to build a composite validation set; add scans")
-            order = rng.permutation(len(nodules))
-            done, placements = 0, []
-            for index in self.splits["train"]:
-                positions, _, marks = self._findings(index)
-                chosen = order[done:done + VAL_COMPOSITES_PER_SCAN]
-                done += len(chosen)
-                places = self._places(index, len(chosen), list(positions) + list(marks), rng)
-                placements.append((index, nodules, [(int(n), c) for n, c in zip(chosen, places)]))
-            self._derived[key] = placements
-        return self._derived[key]  # type: ignore[return-value]
 
     def _places(self, index: int, count: int, avoid: list[np.ndarray], rng: np.random.Generator,
                 apart: bool = True) -> list[np.ndarray]:
@@ -330,76 +264,110 @@ class NoduleData:
                 break
         return chosen
 
-    # -- model inputs ------------------------------------------------------------------------------------------
+    # -- model inputs ---------------------------------------------------------------------------------------------
     def inputs(self, split: str, stage: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, labels) of a split for a stage: 'screen' slabs (N, 3, size, size) or 'classify' patches
-        (N, 1, size, size, size), normalised as the pipeline feeds them. Kept per size."""
+        (N, 1, size, size, size), normalised as the pipeline feeds them: the split's scans' examples, then its
+        patients' LIDC crops and volumes (`nas.tasks.nodule.material`). Kept per size."""
         key = (split, stage, size)
         if key not in self._inputs:
+            train = split == "train"
+            rng = np.random.default_rng(SEED + 7 + size)
             examples = self.examples(split, stage)
-            nodules = self.crop_nodules("train" if split == "train" else "val")
-            cut = _slab if stage == "screen" else _patch
-            arrays = [cut(self.prepared(e.scan), e, size, nodules[e.nodule] if e.nodule >= 0 else None)
-                      for e in examples]
-            self._inputs[key] = (torch.from_numpy(to_model_input(np.stack(arrays))),
-                                 torch.tensor([e.label for e in examples], dtype=torch.long))
+            if stage == "screen":
+                parts = [np.stack([_slab(self.prepared(e.scan), e, size) for e in examples])] if examples else []
+            else:
+                parts = [np.stack([_patch(self.prepared(e.scan), e, size) for e in examples])] if examples else []
+            labels = [np.array([e.label for e in examples], dtype=int)]
+            if self.material is not None:
+                if stage == "screen":
+                    tiles, tile_labels = self.material.crop_tiles(split, size, rng, augment=train)
+                    slabs = self.material.voi_slabs(split, size, rng, augment=train)
+                    parts += [tiles, slabs]
+                    labels += [tile_labels, np.ones(len(slabs), int)]
+                else:
+                    patches_, patch_labels = self.material.voi_patches(
+                        split, size, rng, VOI_COPIES if train else 1, VOI_SURROUNDINGS if train else 1)
+                    parts.append(patches_)
+                    labels.append(patch_labels)
+            values = np.concatenate(parts)
+            if train and stage == "classify":
+                values = augment_3d(values, SEED + size)
+            y = np.concatenate(labels)
+            if not 0 < y.sum() < len(y):
+                raise DataError(f"{self.root}: the {split} split needs both nodules and other lung for the {stage} "
+                                f"stage; add scans, or {SLICES_FILE} and {VOIS_DIR}/ beside them")
+            self._inputs[key] = (torch.from_numpy(to_model_input(values)), torch.from_numpy(y).long())
         return self._inputs[key]
 
     def froc_scans(self, split: str) -> list[tuple[Prepared, ScanTruth]]:
-        """The whole scans a split's FROC is computed on, with their reference standard."""
+        """The whole scans a split's FROC is computed on, with their reference standard; for an `estimated_val`
+        validation, the training scans: they stand in for a scan's seeds, pre-processing time and false positives."""
         if split not in self._froc_scans:
-            if split == "val" and self.composite_val:
-                scans = []
-                for index, nodules, placed in self._val_composites():
-                    prepared, truth = self.prepared(index), self.truth(index)
-                    volume = prepared.volume.copy()
-                    for n, c in placed:
-                        _paste(volume, nodules[n].values, c)
-                    world = prepared.to_world(np.array([c for _, c in placed]))
-                    composite = ScanTruth(truth.series_uid, tuple(
-                        Finding(tuple(w), nodules[n].diameter_mm) for w, (n, _) in zip(world, placed)),
-                        truth.nodules + truth.excluded)  # the scan's own findings: neither hit nor FP
-                    seeds = blob_seeds(volume, prepared.mask)  # the pasted nodules are what should seed
-                    scans.append((replace(prepared, volume=volume, seeds=seeds), composite))
-            else:
-                scans = [(self.prepared(i), self.truth(i)) for i in self.splits[split]]
-            self._froc_scans[split] = scans
+            chosen = self.splits["train"] if split == "val" and self.estimated_val else self.splits[split]
+            self._froc_scans[split] = [(self.prepared(i), self.truth(i)) for i in chosen]
         return self._froc_scans[split]
+
+    def estimate(self, detector: TwoStage) -> Evaluation:
+        """The validation FROC without a validation scan: validation patients' nodules against the false positives
+        the detector really passes on the nodule-free training scans (`froc_scans('val')`).
+
+        A validation nodule is passed on by stage 1 in a scan when its slab tile (the volume's slab through its
+        centre) scores at least the threshold and fewer than `candidates` of that scan's seeds outscore it; its
+        weight is the share of the scans where it is. Stage 2 then finds it at threshold u when its patch scores
+        >= u. False positives per scan at u: the scans' candidates scoring >= u outside every reference finding.
+        Sensitivity at r FP/scan is the best weighted share found with at most r false positives (`estimated_froc`).
+        The training scans were trained on, so their false positives are, if anything, too few: an optimistic
+        bound on that side, a pessimistic one on the other (a nodule's only chance is its centre's tile)."""
+        from nas.tasks.nodule.pipeline import Evaluation  # the pipeline module imports this one's users
+
+        spec = detector.spec
+        if self.material is None:
+            raise DataError(f"{self.root}: no validation scan has a nodule and no {SLICES_FILE} with {VOIS_DIR}/ "
+                            "was found to estimate the validation FROC from; add scans")
+        scans = self.froc_scans("val")
+        rng = np.random.default_rng(SEED + 9)
+        slabs = self.material.voi_slabs("val", spec.screen.input_size, rng, augment=False)
+        patches_, _ = self.material.voi_patches("val", spec.patch_size, rng, 1, 0)
+        nodule_screen = detector.screen_p(to_model_input(slabs))
+        nodule_scores = detector.classify_p(to_model_input(patches_))
+        passed = np.zeros(len(slabs))
+        for prepared, _ in scans:
+            seeds = detector.screen_p(to_model_input(seed_tiles(prepared, prepared.seeds, spec.screen.input_size)))
+            outscored = (seeds[None, :] > nodule_screen[:, None]).sum(axis=1)
+            passed += (nodule_screen >= spec.screen_threshold) & (outscored < spec.candidates)
+        runs = [detector.run(prepared) for prepared, _ in scans]
+        false_positives = [match(t, r.candidates(p))[1] for r, (p, t) in zip(runs, scans)]
+        return Evaluation(estimated_froc(passed / len(scans), nodule_scores, false_positives), runs)
 
     def describe(self) -> dict[str, object]:
         count = {s: len(ix) for s, ix in self.splits.items()}
         nodules = {s: sum(len(self.truth(i).nodules) for i in ix) for s, ix in self.splits.items()}
+        trained = sorted({self.scans[i].patient for i in self.splits["train"]})
         return {
             "path": str(self.root), "format": "ct-series", "scans": count, "reference_nodules": nodules,
             "patients": {s: sorted({self.scans[i].patient for i in ix}) for s, ix in self.splits.items()},
+            "trained_on_scans": trained,
+            "note_0002": ("LIDC-IDRI-0002 is trained on (a nodule-free scan: real lung negatives), so it is no test "
+                          "scan" if "LIDC-IDRI-0002" in trained else "LIDC-IDRI-0002 is not trained on"),
             "reference_standard": str(self.annotations) if self.annotations else "LIDC XML (>= 3 readers, >= 3 mm)",
-            "crops": str(self.crops) if self.crops else None,
-            "validation": ("composite: held-out LIDC nodules (crops file, val split) pasted into the training "
-                           "scans' lungs; ranks the search only" if self.composite_val else "real scans"),
-            "note": "far too little data to train a detector; numbers show the pipeline works, not clinical value",
+            "lidc_material": self.material.describe() if self.material is not None else None,
+            "note": "both stages learn from LIDC nodules of the training patients (see lidc_material); the test "
+                    "scan's patient is never trained on or used for selection",
+            "validation": ("estimated: validation patients' nodules (lidc_vois) through both stages against the "
+                           "false positives passed on the nodule-free training scans (NoduleData.estimate)"
+                           if self.estimated_val else "real scans"),
         }
 
 
-def _augmented(rng: np.random.Generator, index: int, centre: np.ndarray, label: int, radius: float,
-               nodule: int = -1) -> Example:
+def _augmented(rng: np.random.Generator, index: int, centre: np.ndarray, label: int, radius: float) -> Example:
     dz = int(rng.integers(-max(0, int(radius * 0.5)), max(0, int(radius * 0.5)) + 1))
     return Example(
-        scan=index, centre=tuple(float(v) for v in centre), label=label, nodule=nodule,
+        scan=index, centre=tuple(float(v) for v in centre), label=label,
         jitter=tuple(int(v) for v in rng.integers(-PATCH_JITTER, PATCH_JITTER + 1, 3)),  # type: ignore[arg-type]
         tile_shift=(dz, float(rng.uniform(-0.22, 0.22)), float(rng.uniform(-0.22, 0.22))),
         flips=int(rng.integers(0, 8)), rot=int(rng.integers(0, 4)),
     )
-
-
-def _paste(volume: np.ndarray, nodule: np.ndarray, centre: np.ndarray) -> None:
-    """Blend a nodule into `volume` in place, centred at `centre` (the denser value wins, as tissue over air)."""
-    lo = np.rint(np.asarray(centre)).astype(int) - np.asarray(nodule.shape) // 2
-    a, b = np.maximum(lo, 0), np.minimum(lo + np.asarray(nodule.shape), volume.shape)
-    if np.any(b <= a):
-        return
-    s0, s1 = a - lo, b - lo
-    target = volume[a[0]:b[0], a[1]:b[1], a[2]:b[2]]
-    np.maximum(target, nodule[s0[0]:s1[0], s0[1]:s1[1], s0[2]:s1[2]], out=target)
 
 
 def _orient(array: np.ndarray, e: Example, axes: tuple[int, ...]) -> np.ndarray:
@@ -409,50 +377,20 @@ def _orient(array: np.ndarray, e: Example, axes: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, e.rot, axes=axes[-2:]))
 
 
-def _patch(prepared: Prepared, e: Example, size: int, nodule: Nodule3d | None) -> np.ndarray:
+def _patch(prepared: Prepared, e: Example, size: int) -> np.ndarray:
     centre = np.rint(np.asarray(e.centre)).astype(int)
-    lo = centre + np.asarray(e.jitter) - size // 2
-    patch = region(prepared, lo, (size, size, size))
-    if nodule is not None:
-        _paste(patch, nodule.values, centre - lo)
+    patch = thin(region(prepared, centre + np.asarray(e.jitter) - size // 2, (size, size, size)))
     return _orient(patch, e, (0, 1, 2))[None]
 
 
-def _slab(prepared: Prepared, e: Example, size: int, nodule: Nodule3d | None) -> np.ndarray:
+def _slab(prepared: Prepared, e: Example, size: int) -> np.ndarray:
     centre = np.rint(np.asarray(e.centre)).astype(int)
     dz, fy, fx = e.tile_shift
     reach = max(SLAB_OFFSETS)
     lo = np.array([centre[0] + dz - reach, centre[1] - size // 2 + int(fy * size), centre[2] - size // 2 + int(fx * size)])
     block = region(prepared, lo, (2 * reach + 1, size, size))
-    if nodule is not None:
-        _paste(block, nodule.values, centre - lo)
     slab = block[[reach + o for o in SLAB_OFFSETS]]
     return _orient(slab, e, (0, 1, 2))
-
-
-def load_crop_nodules(path: Path, split: str) -> list[Nodule3d]:
-    """The crops file's nodules of one split as small volumes on the 1 mm grid (see CROP_SPACING_MM)."""
-    with np.load(path) as z:
-        images, ids, order, splits = z["images"], z["nodule_ids"], z["slice_index"], z["split"]
-    out = []
-    for nodule_id in sorted(set(ids[splits == split].tolist())):
-        rows = np.flatnonzero(ids == nodule_id)
-        stack = ndimage.zoom(images[rows[np.argsort(order[rows])]].astype(np.float32), CROP_SPACING_MM, order=1)
-        inside = stack > 5.0  # the segmentation, less interpolation's faint halo
-        if not inside.any():
-            continue
-        box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(inside))
-        values = np.where(inside[box], _crop_to_window(stack[box]), 0.0).astype(np.float32)
-        diameter = 2.0 * np.sqrt(float(inside[box].sum(axis=(1, 2)).max()) / np.pi)
-        if diameter >= 3.0:
-            out.append(Nodule3d(np.ascontiguousarray(values), diameter))
-    return out
-
-
-def _crop_to_window(raw: np.ndarray) -> np.ndarray:
-    """Crop file values (0-255 over CROP_WINDOW_HU) to the model's window."""
-    lo, hi = CROP_WINDOW_HU
-    return to_window(lo + raw * (hi - lo) / 255.0)
 
 
 def _geometry(z: np.lib.npyio.NpzFile) -> CTScan:
@@ -555,8 +493,8 @@ def open_data(path: str | Path | None) -> NoduleData:
     scans = find_scans(root)
     if not scans:
         raise DataError(f"{root}: no CT scans found (folders of *.dcm slices, or *.mhd files)")
-    crops = next((p for p in (root / CROPS_FILE, root.parent / CROPS_FILE) if p.is_file()), None)
-    data = NoduleData(root=root, scans=scans, splits={}, annotations=find_annotations(root), crops=crops)
+    data = NoduleData(root=root, scans=scans, splits={}, annotations=find_annotations(root),
+                      material=find_material(root))
     data.splits = assign_splits(data)
     return data
 
@@ -565,9 +503,10 @@ def fingerprint(data: NoduleData) -> str:
     h = hashlib.sha256()
     for entry in data.scans:
         h.update(entry.series_uid.encode())
-    for path in (data.annotations, data.crops):
-        if path is not None:
-            h.update(path.read_bytes())
+    if data.annotations is not None:
+        h.update(data.annotations.read_bytes())
+    if data.material is not None:
+        h.update(data.material.fingerprint().encode())
     h.update(json.dumps(data.splits, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -597,5 +536,7 @@ def nodule_data(dataset: Dataset, cache_root: Path | None = None) -> NoduleData:
     if data.cache_dir is None:
         base = dataset.decoded_cache or (cache_root / "cache" if cache_root is not None else None)
         data.cache_dir = base / "nodule" / dataset.fingerprint if base is not None else None
+        if data.material is not None:
+            data.material.cache_dir = data.cache_dir
     return data
 

@@ -17,7 +17,10 @@ from nas.compress import load_model
 from nas.data import Dataset
 from nas.export import check_parity
 from nas.tasks._task import Task
-from nas.tasks.nodule.data import CROP_SPACING_MM, CROP_WINDOW_HU, nodule_data
+from nas.data.lidc_slices import HU_HIGH as CROP_HU_HIGH
+from nas.data.lidc_slices import HU_LOW as CROP_HU_LOW
+from nas.tasks.nodule.data import nodule_data
+from nas.tasks.nodule.material import CROP_PIXEL_MM
 from nas.tasks.nodule.pipeline import (
     CLASSIFY_DIR,
     DENSE_BATCH,
@@ -33,6 +36,7 @@ from nas.tasks.nodule.volume import (
     HU_LOW,
     MASK_MM,
     MEAN,
+    PATCH_DEPTH_MM,
     RECENTRE_FLOOR_HU,
     RECENTRE_MM,
     RECENTRE_STEPS,
@@ -71,6 +75,7 @@ def pipeline_config(folder: Path) -> dict[str, Any]:
                                 f"(above {RECENTRE_FLOOR_HU:g} HU) within {RECENTRE_MM:g} mm ({RECENTRE_STEPS} "
                                 f"steps), merged within {MERGE_MM:g} mm, the best `candidates` kept"},
         "classify": {"input": [1, 1, patch, patch, patch], "patch_mm": patch * GRID_MM,
+                     "depth": f"the central {PATCH_DEPTH_MM:g} slices kept, those beyond mirrored ('symmetric')",
                      "output": "logits [other, nodule]; score = softmax(logits)[1]"},
         "dense_baseline": {"windows": f"{patch}^3 at stride {max(1, patch // 2)} over the lungs",
                            "batch": DENSE_BATCH, "selection": "local maxima of the window scores, moved and merged "
@@ -109,7 +114,7 @@ def export_nodule_trial(folder: Path, result: Any, task: Task, dataset: Dataset,
         "metrics_note": "auc, accuracy, sensitivity, specificity, threshold: the second stage on its patches; cpm and "
                         "sensitivity_at_fp: the whole pipeline on whole scans (LUNA16 FROC rules)",
         "latency": latency, "parity_max_abs_diff": parity, "data": nodule_data(dataset).describe(),
-        "crop_assumption_mm": list(CROP_SPACING_MM), "crop_assumption_hu": list(CROP_WINDOW_HU), "flags": result.flags,
+        "crop_assumption_mm": CROP_PIXEL_MM, "crop_window_hu": [CROP_HU_LOW, CROP_HU_HIGH], "flags": result.flags,
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) + ["model_card.md"],
     }
     write_json(out / "model_card.json", card)
@@ -142,14 +147,14 @@ def _card_markdown(card: dict[str, Any]) -> str:
         "Two stages: a 2D screener scores a 3-slice slab tile centred on each seed (a blob-like dense spot inside the "
         "lung mask); a 3D classifier scores a patch around each of the best candidates. Output: candidate nodules with world "
         "coordinates (DICOM patient frame, mm), a diameter estimate and a score (`nas detect`).", "",
-        "## Data: far too little to train a detector", "",
+        "## Data", "",
         f"- Scans per split: {_per_split(data['scans'])}; reference nodules (LUNA16 rule) per split: "
         f"{_per_split(data['reference_nodules'])}; patients: {_per_split(data['patients'])}.",
         f"- Reference standard: {data['reference_standard']}. Validation: {data['validation']}.",
-        "- Training examples: patches around the training scans' nodule-like findings, whole nodules from the crops "
-        f"file pasted into the training lungs (crop spacing assumed {card['crop_assumption_mm']} mm, values "
-        f"read as {card['crop_assumption_hu']} HU), non-nodule "
-        "marks and random lung as negatives. The test scans were never seen by training or search.",
+        "- Training examples: the training patients' LIDC nodules in their surroundings (axial crops, pixels taken "
+        f"as {card['crop_assumption_mm']} mm, grey levels read back over the measured {card['crop_window_hu']} HU; "
+        "nodule volumes), their surroundings and the training scans' lung as negatives. The test scans and test "
+        "patients were never seen by training or search.",
         f"- {data['note']}.", "",
         "## Detection and classification", "",
         "| split | CPM | sens @ 1 FP/scan | sens @ 4 FP/scan | patch AUC | patch sens / spec |", "|---|---|---|---|---|---|",

@@ -249,7 +249,8 @@ def _stage(m: Measurement, runs: float, unit: str) -> StageTiming:
 def compose_latency(prepare_ms: list[list[float]], stages: dict[str, tuple[Measurement, float, str]],
                     scans: int) -> tuple[Measurement, ScanLatency]:
     """One whole scan's time: measured pre-processing plus each stage's measured per-run time on the target times
-    its runs per scan (averaged over the scans). Percentiles are added stage by stage, so p95/p99 are upper bounds.
+    its runs per scan (averaged over the scans), labelled `method: composed`. Percentiles are added stage by stage, so
+    p95/p99 are upper bounds.
     Returns it as a `Measurement` (for objectives and budgets) and with its breakdown."""
     medians = [float(np.median(t)) for t in prepare_ms]
     prep = StageTiming(p50_ms=float(np.mean(medians)), p95_ms=float(np.mean([np.max(t) for t in prepare_ms])),
@@ -267,7 +268,7 @@ def compose_latency(prepare_ms: list[list[float]], stages: dict[str, tuple[Measu
         seconds=sum(m.seconds for m in measured), throughput_ips=1000.0 / total["p50_ms"], throughput_batch=1,
         peak_memory_mb=max(m.peak_memory_mb for m in measured), model_bytes=sum(m.model_bytes for m in measured),
         backend=first.backend, runtime_version=first.runtime_version, device=first.device, precision=deployed,
-        batch=1, threads=first.threads, method=first.method, load_avg=max(m.load_avg for m in measured),
+        batch=1, threads=first.threads, method="composed", load_avg=max(m.load_avg for m in measured),
         attempts=max(m.attempts for m in measured),
     )
     latency = ScanLatency(scan_ms=total["p50_ms"], stages=breakdown, scans=scans,

@@ -24,6 +24,7 @@ __all__ = [
     "GRID_MM",
     "HU_HIGH",
     "HU_LOW",
+    "PATCH_DEPTH_MM",
     "SEED_CAP",
     "SLAB_OFFSETS",
     "Prepared",
@@ -35,6 +36,7 @@ __all__ = [
     "recentre",
     "region",
     "seed_tiles",
+    "thin",
     "to_model_input",
     "to_window",
 ]
@@ -71,6 +73,10 @@ RECENTRE_FLOOR_HU = -700.0
 parenchyma), RECENTRE_STEPS times: a short mean shift."""
 MEAN, STD = 0.5, 0.5
 """Model inputs are (window - MEAN) / STD."""
+PATCH_DEPTH_MM = 8.0
+"""A second-stage patch keeps this many slices (mm) around its centre and mirrors them beyond (`thin`), in training
+and in use alike: the nodule volumes it learns from are boxes of median depth 8 mm, so deeper real context would
+set scan patches apart from every volume patch (a difference the classifier learns instead of nodules)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,11 +203,21 @@ def region(prepared: Prepared, lo: np.ndarray, shape: tuple[int, int, int]) -> n
 
 
 def patches(prepared: Prepared, centres: np.ndarray, size: int) -> np.ndarray:
-    """Second-stage inputs (N, 1, size, size, size), windowed, centred on grid positions (z, y, x)."""
+    """Second-stage inputs (N, 1, size, size, size), windowed, centred on grid positions (z, y, x), `thin`ned."""
     out = np.empty((len(centres), 1, size, size, size), np.float32)
     for n, c in enumerate(np.rint(np.asarray(centres)).astype(int)):
-        out[n, 0] = region(prepared, c - size // 2, (size, size, size))
+        out[n, 0] = thin(region(prepared, c - size // 2, (size, size, size)))
     return out
+
+
+def thin(patch: np.ndarray, depth: int = round(PATCH_DEPTH_MM / GRID_MM)) -> np.ndarray:
+    """A patch (P, P, P) with only `depth` slices around its centre: those beyond mirrored in (numpy's
+    'symmetric' padding), as a shallower nodule volume's box is (see PATCH_DEPTH_MM)."""
+    size = patch.shape[0]
+    if depth >= size:
+        return patch
+    lo = size // 2 - depth // 2
+    return np.pad(patch[lo:lo + depth], ((lo, size - lo - depth), (0, 0), (0, 0)), mode="symmetric")
 
 
 def recentre(prepared: Prepared, zyx: np.ndarray) -> np.ndarray:
