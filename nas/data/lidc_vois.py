@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nas.data._sitk import read_3d
 from nas.errors import ConfigError, DataError
 
 __all__ = [
@@ -143,16 +144,9 @@ def read_nodule_table(root: str | Path) -> list[NoduleRecord]:
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """Voxels (z, y, x), spacing (x, y, z), origin (x, y, z) and direction of a 3D NIfTI file."""
-    import SimpleITK as sitk  # heavy; only the volume readers need it
+    import SimpleITK as sitk
 
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        raise DataError(f"{path}: cannot be read as NIfTI ({first})") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise DataError(f"{path}: expected a 3D single-channel volume, got {image.GetDimension()}D with "
-                        f"{image.GetNumberOfComponentsPerPixel()} component(s)")
+    image = read_3d(path, "NIfTI")
     return sitk.GetArrayFromImage(image), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nas.data._sitk import read_3d
 from nas.data.ct import CTScan
 from nas.errors import DataError
 
@@ -34,14 +35,7 @@ def read_mhd(path: str | Path) -> CTScan:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; give a LUNA16 scan's .mhd header (its .raw beside it)")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        raise DataError(f"{path}: cannot be read as a MetaImage ({first}); is its .raw file beside it?") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise DataError(f"{path}: expected a 3D single-channel CT volume, got {image.GetDimension()}D with "
-                        f"{image.GetNumberOfComponentsPerPixel()} component(s)")
+    image = read_3d(path, "a MetaImage", "; is its .raw file beside it?")
     hu = sitk.GetArrayFromImage(image)  # (Z, Y, X)
     if hu.dtype != np.int16:
         if not np.issubdtype(hu.dtype, np.integer) and not np.array_equal(hu, np.rint(hu)):
