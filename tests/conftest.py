@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,11 @@ SHARED = REPO.parent / "shared"
 QUICK_PROFILE = FIXTURES / "cpu-quick.yaml"
 BUNDLED_XRAY = REPO / "nas" / "data" / "bundled" / "pneumoniamnist.npz"
 SMALL_SPLITS = {"train": 1200, "val": 300, "test": 300}
+TINY_SPLITS = {"train": 400, "val": 150, "test": 150}
 
 
-def _small_xray() -> Path:
-    """A class-stratified slice of the bundled PneumoniaMNIST (SMALL_SPLITS), written once per machine.
+def _small_xray(splits: dict[str, int] = SMALL_SPLITS, name: str = "pneumoniamnist-small") -> Path:
+    """A class-stratified slice of the bundled PneumoniaMNIST (`splits`), written once per machine.
 
     Searches that test plumbing (resume, workers, rungs, reports) train on it: a quarter of the training split cuts
     the suite's time by minutes, and no such test depends on how accurate the models get.
@@ -28,12 +31,12 @@ def _small_xray() -> Path:
 
     import numpy as np
 
-    path = Path(tempfile.gettempdir()) / f"nas-tests-{BUNDLED_XRAY.stat().st_size}" / "pneumoniamnist-small.npz"
+    path = Path(tempfile.gettempdir()) / f"nas-tests-{BUNDLED_XRAY.stat().st_size}" / f"{name}.npz"
     if path.exists():
         return path
     out = {}
     with np.load(BUNDLED_XRAY) as z:
-        for split, n in SMALL_SPLITS.items():
+        for split, n in splits.items():
             images, labels = z[f"{split}_images"], z[f"{split}_labels"]
             rng = np.random.default_rng(0)
             keep = np.sort(np.concatenate([  # each class in its split's proportion
@@ -49,6 +52,27 @@ def _small_xray() -> Path:
 
 
 SMALL_XRAY = _small_xray()
+TINY_XRAY = _small_xray(TINY_SPLITS, "pneumoniamnist-tiny")
+"""A third of SMALL_XRAY, for searches whose many trials test only the search's own rules (rungs, promotion)."""
+
+
+def shared_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder `make` fills once per test run, however many pytest-xdist processes ask for it: a session
+    fixture alone runs once per process, and the suite's costliest fixtures (a search and its export) would run
+    twice. The others wait on a file lock and read what the first wrote."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, shared by its workers
+    folder = base / name
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".made").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            make(folder)
+            (folder / ".made").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK_PROFILE, REPO, run_nas
+from conftest import QUICK_PROFILE, REPO, run_nas, shared_once
 
 STUDY = "clinical"
 # One trial, which is the space's enqueued baseline (the dsconv reference net): one epoch gives it a validation
@@ -23,14 +23,15 @@ SEARCH = ("search", "--space", "xray-tiny", "--hardware", str(QUICK_PROFILE), "-
 @pytest.fixture(scope="session")
 def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The export folder of a tiny search's trial on the bundled PneumoniaMNIST (fp32 ONNX, calibrated)."""
-    cwd = tmp_path_factory.mktemp("clinical-study")
-    searched = run_nas(*SEARCH, cwd=cwd)
-    assert searched.returncode == 0, searched.stderr
-    trial = json.loads(searched.stdout)["members"][0]["trial"]
-    out = cwd / "export"
-    exported = run_nas("export", "--study", STUDY, "--trial", str(trial), "--out", str(out), cwd=cwd)
-    assert exported.returncode == 0, exported.stderr
-    return out
+
+    def make(cwd: Path) -> None:
+        searched = run_nas(*SEARCH, cwd=cwd)
+        assert searched.returncode == 0, searched.stderr
+        trial = json.loads(searched.stdout)["members"][0]["trial"]
+        exported = run_nas("export", "--study", STUDY, "--trial", str(trial), "--out", str(cwd / "export"), cwd=cwd)
+        assert exported.returncode == 0, exported.stderr
+
+    return shared_once(tmp_path_factory, "clinical-study", make) / "export"
 
 
 @pytest.fixture(scope="session")
@@ -39,17 +40,18 @@ def trained_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     checks that need a model whose scores spread and whose heatmaps mean something. Its study is "trained"."""
     import yaml
 
-    cwd = tmp_path_factory.mktemp("clinical-trained")
-    space = yaml.safe_load((REPO / "search_spaces" / "xray-tiny.yaml").read_text())
-    space["name"], space["training"]["epochs"] = "xray-tiny-3-epochs", 3
-    (cwd / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
-    searched = run_nas("search", "--space", "space.yaml", "--hardware", str(QUICK_PROFILE), "--trials", "1",
-                       "--study", "trained", "--no-progress", "--json", cwd=cwd)
-    assert searched.returncode == 0, searched.stderr
-    trial = json.loads(searched.stdout)["members"][0]["trial"]
-    exported = run_nas("export", "--study", "trained", "--trial", str(trial), "--out", "export", cwd=cwd)
-    assert exported.returncode == 0, exported.stderr
-    return cwd / "export"
+    def make(cwd: Path) -> None:
+        space = yaml.safe_load((REPO / "search_spaces" / "xray-tiny.yaml").read_text())
+        space["name"], space["training"]["epochs"] = "xray-tiny-3-epochs", 3
+        (cwd / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+        searched = run_nas("search", "--space", "space.yaml", "--hardware", str(QUICK_PROFILE), "--trials", "1",
+                           "--study", "trained", "--no-progress", "--json", cwd=cwd)
+        assert searched.returncode == 0, searched.stderr
+        trial = json.loads(searched.stdout)["members"][0]["trial"]
+        exported = run_nas("export", "--study", "trained", "--trial", str(trial), "--out", "export", cwd=cwd)
+        assert exported.returncode == 0, exported.stderr
+
+    return shared_once(tmp_path_factory, "clinical-trained", make) / "export"
 
 
 def write_v1_log(path: Path) -> Path:

@@ -6,21 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK_PROFILE, SMALL_XRAY, run_nas
+from conftest import QUICK_PROFILE, SMALL_XRAY, run_nas, shared_once
 
 SEARCH = ("search", "--space", "xray-tiny", "--data", str(SMALL_XRAY), "--hardware", str(QUICK_PROFILE),
           "--epochs", "1", "--trials", "3", "--study", "b")
-_done: dict[str, Path] = {}
 
 
 def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder holding results/b/ after `nas search ... --trials 3 --study b`; run once per test session.
+    """The folder holding results/b/ after `nas search ... --trials 3 --study b`; run once per test run.
 
     Tests that change the study work on a copy, so the report the search wrote stays as it wrote it.
     """
-    if "cwd" not in _done:
-        cwd = tmp_path_factory.mktemp("report-study")
+    def make(cwd: Path) -> None:
         proc = run_nas(*SEARCH, cwd=cwd)
         assert proc.returncode == 0, proc.stderr
-        _done["cwd"] = cwd
-    return _done["cwd"]
+
+    return shared_once(tmp_path_factory, "report-study", make)

@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 import pytest
 
-from conftest import QUICK_PROFILE, REPO, SMALL_XRAY
+from conftest import QUICK_PROFILE, REPO, SMALL_XRAY, TINY_XRAY
 from nas.errors import ConfigError
 from nas.search.fidelity import Fidelity, hypervolume_contributions, parse_fidelity, promotion, promotion_order
 from nas.search.final import finalize
@@ -82,7 +82,7 @@ def test_the_default_space_rungs_follow_a_smaller_epoch_cap():
 
 
 def mf_config(tmp_path, **overrides) -> SearchConfig:
-    base = dict(space="xray-tiny", data=str(SMALL_XRAY), hardware=str(QUICK_PROFILE), study="mf",
+    base = dict(space="xray-tiny", data=str(TINY_XRAY), hardware=str(QUICK_PROFILE), study="mf",
                 results=tmp_path / "results", trials=6, epochs=3, rungs="1,3", reduction_factor=2, progress=False,
                 baselines=False)
     return SearchConfig(**{**base, **overrides})
