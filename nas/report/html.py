@@ -36,6 +36,8 @@ FRONT_TRACE = "Pareto front"
 FADED = "rgba(120,120,120,0.40)"
 FRONT_COLOR, BASELINE_COLOR, STOPPED_COLOR, LIMIT_COLOR = "#1f77b4", "#d62728", "#ff7f0e", "#9467bd"
 LOG_AXES = ("latency_p50", "latency_p95", "params", "macs")
+FRACTIONS = ("auc", "cpm", "sensitivity", "specificity")
+"""Objectives that are shares (0..1): their axis never runs below 0, even when every trial scored 0."""
 # The objectives a trial stopped before training still has a value for: it was measured, not trained.
 FROM_MEASUREMENT = {"latency_p50": lambda m: m.p50_ms, "latency_p95": lambda m: m.p95_ms,
                     "peak_memory": lambda m: m.peak_memory_mb}
@@ -318,7 +320,9 @@ def _add_limits(fig: go.Figure, doc: dict[str, Any], x: Objective, y: Objective)
 
 
 def _axis_title(obj: Objective) -> str:
-    return f"{obj.name}: {obj.description} ({'lower' if obj.direction == 'minimize' else 'higher'} is better)"
+    """The name and direction on the axis, the description smaller beneath, so a long one is not clipped."""
+    better = "lower" if obj.direction == "minimize" else "higher"
+    return f"{obj.name} ({better} is better)<br><sup>{html.escape(obj.description)}</sup>"
 
 
 def build_figure(view: StudyView, x: Objective, y: Objective) -> go.Figure:
@@ -351,6 +355,9 @@ def build_figure(view: StudyView, x: Objective, y: Objective) -> go.Figure:
     )
     fig.update_layout(xaxis_type="log" if x.name in LOG_AXES else "linear",
                       yaxis_type="log" if y.name in LOG_AXES else "linear")
+    for axis, obj in (("xaxis", x), ("yaxis", y)):
+        if obj.name in FRACTIONS:
+            fig.update_layout({axis: {"rangemode": "nonnegative"}})
     return fig
 
 

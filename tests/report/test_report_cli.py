@@ -78,6 +78,10 @@ def test_default_view_marks_front_baselines_knee_and_hover(study):
     assert any(a.text == f"knee: trial {doc['knee_trial']}" for a in fig.layout.annotations)
     faded = traces["other trials (dominated or over a limit)"]
     assert len(faded.x) + len(front.x) + sum(b["trial"] not in by_trial for b in doc["baselines"]) == 3
+    # A share never runs below 0 (a nodule study whose CPMs were all 0 drew -1..1), and the long description sits
+    # beneath the name rather than clipping it.
+    assert fig.layout.yaxis.rangemode == "nonnegative" and fig.layout.xaxis.rangemode is None
+    assert fig.layout.yaxis.title.text.startswith("auc (higher is better)<br><sup>")
 
 
 def test_limits_estimates_untrained_trials_and_more_objectives(study):
