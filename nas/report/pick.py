@@ -169,7 +169,9 @@ def explain(choice: Choice, study: str) -> list[str]:
     kind = f"baseline {m['baseline']}" if m.get("baseline") else "front member"
     lines = [
         f"picked trial {m['trial']} ({kind}): {m.get('summary') or m['spec']['family']}",
-        f"  validation: AUC {val['auc']:.4f}, sensitivity {val['sensitivity']:.3f}, specificity "
+        "  validation: " + (f"{choice.metric[1]} {member_value(m, choice.metric[0]):.4f}, " if choice.metric[0] != "auc"
+                            else "") +
+        f"AUC {val['auc']:.4f}, sensitivity {val['sensitivity']:.3f}, specificity "
         f"{val['specificity']:.3f} at threshold {val['threshold']:.4f} on the uncalibrated score (`nas export` "
         "calibrates it: the model card gives the same operating point on the calibrated score)",
         f"  latency: p95 {lat['p95_ms']:.3f} ms, p50 {lat['p50_ms']:.3f} ms ({lat['method']}, {lat['backend']}, "

@@ -180,6 +180,7 @@ def test_the_accuracy_rule_ranks_by_the_tasks_primary_metric_and_names_it():
     reasons = "\n".join(explain(choice, "hand"))
     assert "rule: highest validation CPM" in reasons and "next candidate: trial 8 (CPM 0.3000" in reasons
     assert "0.3000 CPM higher" in reasons and " AUC " not in reasons.split("validation:")[0]
+    assert "  validation: CPM 0.6000, AUC " in reasons  # the task's figure first, then the stage's patch figures
     assert "rule: highest validation AUC" in "\n".join(explain(pick(MEMBERS, OBJECTIVES), "hand"))
 
 
