@@ -134,11 +134,11 @@ def export_trial(
                    if precision == "int8" else None)
     deployed = write_artifact(runtime, precision, onnx_path, out, calibration, method=spec.compression.calibration)
     files += [f.name for f in artifact_files(deployed) if f != onnx_path]
-    deployed_parity = _deployed_parity(model, deployed, runtime, precision, task.sample_inputs(spec, dataset))
+    run = predictor(deployed, runtime)
+    deployed_parity = _deployed_parity(model, deployed, run, runtime, precision, task.sample_inputs(spec, dataset))
     # Compared with what the search recorded for this precision: the float model's metrics for a float export of
     # an INT8 candidate, else the scored artifact's.
     recorded = result.float_metrics.get("val", result.metrics["val"]) if precision == "fp32" else result.metrics["val"]
-    run = predictor(deployed, runtime)
     val_labels, val_logits = dataset.split("val").labels, _logits(run, task, spec, dataset, "val")
     temperature = fit_temperature(val_logits, val_labels)
     val_scores = calibrated_scores(val_logits, temperature)
@@ -211,12 +211,12 @@ def _logits(run: Predictor, task: Task, spec: Spec, dataset: Dataset, split: str
     return run(task.sample_inputs(spec, dataset, None, split=split).numpy())
 
 
-def _deployed_parity(model: torch.nn.Module, deployed: Path, runtime: str, precision: str,
+def _deployed_parity(model: torch.nn.Module, deployed: Path, run: Predictor, runtime: str, precision: str,
                      inputs: torch.Tensor) -> dict[str, Any]:
     """The deployed artifact, run by its runtime, against PyTorch on real images. A float artifact must agree
     within PARITY_ATOL; an INT8 one is judged by its validation AUC instead (its rounding is the point), so its
     difference is recorded for the card only."""
-    diff = probability_diff(model, predictor(deployed, runtime), inputs.numpy())
+    diff = probability_diff(model, run, inputs.numpy())
     if precision == "fp32" and diff > PARITY_ATOL:
         raise TrialError(f"{deployed}: {runtime} class probabilities differ from PyTorch by up to {diff:.3g} "
                          f"(tolerance {PARITY_ATOL})")

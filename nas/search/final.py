@@ -154,10 +154,10 @@ def score_on_test(run: SearchRun, r: TrialResult) -> tuple[dict[str, Any], Candi
     folder = ctx.trial_dir(r.trial)
     path = folder / "test_metrics.json"
     candidate = candidate_of(run, r)
-    artifacts = {s.name: deployed_artifact(s.spec, candidate.folder(folder, s)) for s in candidate.stages}
-    artifacts[candidate.main.name] = shipped_artifact(r.runtime_choice, artifacts[candidate.main.name])
     if path.exists() and len(candidate.stages) == 1:
         return json.loads(path.read_text()), None
+    artifacts = {s.name: deployed_artifact(s.spec, candidate.folder(folder, s)) for s in candidate.stages}
+    artifacts[candidate.main.name] = shipped_artifact(r.runtime_choice, artifacts[candidate.main.name])
     metrics: dict[str, Any] = dict(ctx.task.evaluate(
         artifacts[candidate.main.name], r.spec, ctx.dataset, "test", threshold=r.metrics["val"]["threshold"],  # type: ignore[arg-type]
         target_sensitivity=run.settings.target_sensitivity))
