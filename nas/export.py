@@ -13,15 +13,17 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from nas._io import atomic_write_bytes
 from nas.errors import TrialError
+
+if TYPE_CHECKING:  # torch and ONNX Runtime load where a model is exported or run, not to list tasks
+    import onnxruntime as ort
+    import torch
+    from torch import nn
 
 USE_DYNAMO_EXPORTER = False
 OPSET = 17
@@ -33,6 +35,8 @@ PARITY_ATOL = 1e-3
 
 def to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
     """Export in eval mode with a dynamic batch axis (batch-1 latency and batch-N throughput use one file)."""
+    import torch
+
     model = model.eval()
     example = torch.zeros(1, *input_shape)
     buffer = io.BytesIO()
@@ -50,6 +54,8 @@ def to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
 
 
 def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -74,13 +80,18 @@ def half_precision_predictor(model: nn.Module, batch_size: int = 256) -> Predict
     fp16 ships to runtimes that convert the float model themselves (TensorRT, torch-cuda); this is the accuracy
     they give, computed with real fp16 arithmetic rather than assumed equal to fp32.
     """
+    import torch
+
     return torch_predictor(model, torch.float16, "cuda" if torch.cuda.is_available() else "cpu", batch_size)
 
 
-def torch_predictor(model: nn.Module, dtype: torch.dtype = torch.float32, device: str = "cpu",
+def torch_predictor(model: nn.Module, dtype: torch.dtype | None = None, device: str = "cpu",
                     batch_size: int = 256) -> Predictor:
     """The PyTorch model itself as a predictor (a copy, so training can go on): scoring without an export, as a
-    multi-fidelity rung does."""
+    multi-fidelity rung does. `dtype` None: float32."""
+    import torch
+
+    dtype = dtype or torch.float32
     module = copy.deepcopy(model).eval().to(device, dtype)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -105,6 +116,8 @@ def check_parity(model: nn.Module, onnx_path: Path, inputs: torch.Tensor) -> flo
     float rounding then moves logits by 1e-2 (seen here) while every probability agrees to 1e-4. A wrong export
     (another op, other weights) moves probabilities by far more than 1e-3.
     """
+    import torch
+
     with torch.no_grad():
         expected = _probabilities(model.eval()(inputs).numpy().astype(np.float64))
     got = _probabilities(onnx_predict(onnx_session(onnx_path), inputs.numpy()).astype(np.float64))
@@ -128,6 +141,9 @@ class Normalisation:
 
 def image_inputs(images: np.ndarray, input_size: int, normalisation: Normalisation) -> torch.Tensor:
     """uint8 (N, C, H, W) -> normalised float32 at `input_size` (bilinear, antialiased when shrinking)."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(images).float().div_(255.0)
     if x.shape[-1] != input_size or x.shape[-2] != input_size:
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False,

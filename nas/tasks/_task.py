@@ -5,23 +5,26 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from nas._registry import Registry
 from nas.data import Dataset
 from nas.export import Normalisation, Predictor, onnx_predict, onnx_session
 from nas.hardware import HardwareProfile, Measurement, Target
 from nas.metrics import binary_metrics, threshold_for_sensitivity
-from nas.spaces import SearchSpace, sample_spec
 from nas.spec import Spec, TrainingSpec
 from nas.tasks._candidate import Candidate, CandidateScore, Stage
 from nas.tasks._latency import ScanLatency
 from nas.tasks._objectives import OBJECTIVES, Objective
-from nas.train import Distillation, train_classifier
+
+if TYPE_CHECKING:  # torch loads when a task trains or scores, not when tasks are listed
+    import torch
+    from torch import nn
+
+    from nas.spaces import SearchSpace
+    from nas.train import Distillation
 
 
 class Task(ABC):
@@ -91,6 +94,8 @@ class Task(ABC):
     def sample_candidate(self, space: SearchSpace, trial: Any, *, in_channels: int, max_epochs: int | None,
                          epochs: int | None) -> Candidate:
         """Draw a candidate from `space` on an Optuna trial; by default one model trained and compressed."""
+        from nas.spaces import sample_spec
+
         return self.candidate_of(sample_spec(space, trial, in_channels=in_channels, num_classes=2,
                                              max_epochs=max_epochs, epochs=epochs), None)
 
@@ -182,6 +187,10 @@ class ClassificationTask(Task):
         recipe = recipe or spec.training
         if not self.augments:
             recipe = recipe.model_copy(update={"augment": 0.0})
+        import torch
+
+        from nas.train import train_classifier
+
         labels = torch.from_numpy(dataset.split("train").labels)
         log = train_classifier(model, self.inputs(dataset, "train", spec.input_size), labels, recipe, seed=seed,
                                deadline=deadline, distill=distill, device=device, stop_after=stop_after,

@@ -14,12 +14,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from scipy.ndimage import map_coordinates
 
 from nas.data import Dataset
 from nas.data._dataset import Split
@@ -28,6 +25,9 @@ from nas.errors import ConfigError, DataError
 from nas.export import Normalisation
 from nas.hardware import HardwareProfile
 from nas.tasks._task import ClassificationTask, register_task
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CUBE", "WINDOW_HU", "MalignancyTask", "cube_of", "read_nifti_hu"]
 
@@ -45,6 +45,8 @@ def cube_of(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarra
     offsets = np.arange(CUBE, dtype=np.float64) - (CUBE - 1) / 2
     axes = [(n - 1) / 2 + offsets / s for n, s in zip(hu.shape, spacing_mm)]
     grid = np.meshgrid(*axes, indexing="ij")
+    from scipy.ndimage import map_coordinates
+
     values = map_coordinates(hu.astype(np.float32), grid, order=1, mode="constant", cval=WINDOW_HU[0])
     low, high = WINDOW_HU
     return np.rint(np.clip((values - low) / (high - low), 0, 1) * 255).astype(np.uint8)
@@ -52,6 +54,9 @@ def cube_of(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarra
 
 def inputs_of(cubes: np.ndarray, input_size: int) -> torch.Tensor:
     """uint8 (N, 1, CUBE, CUBE, CUBE) -> the models' normalised float32 (N, 1, S, S, S), S = input_size."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(cubes).float().div_(255.0)
     if input_size != cubes.shape[-1]:
         x = F.interpolate(x, size=(input_size,) * 3, mode="trilinear", align_corners=False)

@@ -4,13 +4,16 @@ point chosen on the validation split (the threshold that reaches the target sens
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nas.data import Dataset, load_dataset
 from nas.export import Normalisation, image_inputs
 from nas.tasks._task import ClassificationTask, register_task
+
+if TYPE_CHECKING:
+    import torch
 
 NORMALISATION = Normalisation(mean=0.5, std=0.5)
 """Pre-processing a deployment must repeat: scale to [0, 1], then (x - 0.5) / 0.5, resized to the input size."""

@@ -10,48 +10,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from nas.data import Dataset
 from nas.errors import ConfigError
 from nas.export import Normalisation, Predictor
 from nas.hardware import HardwareProfile, Measurement, Target
 from nas.metrics import binary_metrics, threshold_for_sensitivity
-from nas.spaces import SearchSpace
 from nas.spec import Spec, TrainingSpec
 from nas.tasks._candidate import Candidate, CandidateScore, Stage, measure_at_batch
 from nas.tasks._latency import ScanLatency
 from nas.tasks._objectives import Objective
 from nas.tasks._task import Task, register_task
-from nas.tasks.nodule.data import NoduleData, load_nodule_dataset, nodule_data
-from nas.tasks.nodule.export import export_nodule_trial
-from nas.tasks.nodule.volume import HU_HIGH, HU_LOW, MEAN, STD
-from nas.tasks.nodule.pipeline import (
-    CLASSIFY_DIR,
-    DENSE_BATCH,
-    DEPLOYED_ONNX,
-    PIPELINE_FILE,
-    SCREEN_BATCH,
-    SCREEN_DIR,
-    Evaluation,
-    TwoStage,
-    compose_latency,
-    evaluate_scans,
-    probabilities,
-    run_dense,
-    screen_batches,
-)
-from nas.tasks.nodule.space import NoduleSpec, sample_nodule_spec
-from nas.train import Distillation, train_classifier
+
+if TYPE_CHECKING:  # the stages' modules need torch and scipy: they load when the task works, not when it is listed
+    import torch
+    from torch import nn
+
+    from nas.spaces import SearchSpace
+    from nas.tasks.nodule.data import NoduleData
+    from nas.tasks.nodule.pipeline import Evaluation, TwoStage
+    from nas.tasks.nodule.space import NoduleSpec
+    from nas.train import Distillation
 
 __all__ = ["NoduleTask", "dense_baseline", "stage_of"]
-
-UNITS = {"screen": f"batch of {SCREEN_BATCH} tiles", "classify": "one candidate patch"}
-
 
 def stage_of(spec: Spec) -> str:
     """'classify' for a 3D family's spec, 'screen' for a 2D one."""
@@ -64,7 +48,6 @@ class NoduleTask(Task):
     default_space = "nodule"
     metric_names = ("auc", "accuracy", "sensitivity", "specificity", "threshold", "cpm", "sensitivity_at_fp")
     default_objectives = ("cpm", "latency_p95")
-    normalisation = Normalisation(mean=MEAN, std=STD, source=f"clip((HU - {HU_LOW:g}) / {HU_HIGH - HU_LOW:g}, 0, 1)")
     objectives = (Objective("cpm", "maximize", "validation CPM of a detection pipeline (mean sensitivity at 1/8..8 "
                             "FPs per scan)", lambda r: float(r.metrics["val"]["cpm"])),)
     primary_metric = "cpm"
@@ -75,9 +58,17 @@ class NoduleTask(Task):
                     "cpm, sensitivity_at_fp: the whole pipeline on whole scans (FROC)")
     supports_rungs = False
 
+    @property
+    def normalisation(self) -> Normalisation:  # type: ignore[override]
+        from nas.tasks.nodule.volume import HU_HIGH, HU_LOW, MEAN, STD
+
+        return Normalisation(mean=MEAN, std=STD, source=f"clip((HU - {HU_LOW:g}) / {HU_HIGH - HU_LOW:g}, 0, 1)")
+
     def load_data(self, path: str | Path | None, *, positive_class: str | None = None) -> Dataset:
         if positive_class not in (None, "nodule"):
             raise ConfigError(f"--positive-class {positive_class!r}: the nodule task's positive class is 'nodule'")
+        from nas.tasks.nodule.data import load_nodule_dataset
+
         return load_nodule_dataset(path)
 
     def latency_budget_ms(self, profile: HardwareProfile) -> float | None:
@@ -91,6 +82,9 @@ class NoduleTask(Task):
     ) -> dict[str, Any]:
         if distill is not None:
             raise ConfigError("the nodule task does not distil; remove `distill` from the space's compression")
+        from nas.tasks.nodule.data import nodule_data
+        from nas.train import train_classifier
+
         stage = stage_of(spec)
         inputs, labels = nodule_data(dataset).inputs("train", stage, spec.input_size)
         recipe = recipe or spec.training
@@ -102,9 +96,14 @@ class NoduleTask(Task):
                 "epoch_losses": log.epoch_losses, "train_seconds": log.seconds, "state": log.state}
 
     def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
+        from nas.tasks.nodule.data import nodule_data
+
         return nodule_data(dataset).inputs(split, stage_of(spec), spec.input_size)[0][:count]
 
     def scores(self, artifact: Path | Predictor, spec: Spec, dataset: Dataset, split: str) -> np.ndarray:
+        from nas.tasks.nodule.data import nodule_data
+        from nas.tasks.nodule.pipeline import probabilities
+
         inputs, _ = nodule_data(dataset).inputs(split, stage_of(spec), spec.input_size)
         return probabilities(artifact)(inputs.numpy())
 
@@ -114,6 +113,8 @@ class NoduleTask(Task):
     ) -> dict[str, float]:
         """Patch-level metrics of one stage on its split's examples (nodules centred, non-nodule marks and random
         lung), not detection metrics: those are `evaluate_pipeline`'s."""
+        from nas.tasks.nodule.data import nodule_data
+
         scores = self.scores(artifact, spec, dataset, split)
         labels = nodule_data(dataset).inputs(split, stage_of(spec), spec.input_size)[1].numpy()
         if threshold is None:
@@ -122,6 +123,9 @@ class NoduleTask(Task):
 
     def evaluate_pipeline(self, detector: TwoStage, dataset: Dataset, split: str) -> Evaluation:
         """FROC of the whole pipeline on the split's scans (without a validation scan, estimated: see nodule.data)."""
+        from nas.tasks.nodule.data import nodule_data
+        from nas.tasks.nodule.pipeline import evaluate_scans
+
         data: NoduleData = nodule_data(dataset)
         if split == "val" and data.estimated_val:
             return data.estimate(detector)
@@ -130,12 +134,18 @@ class NoduleTask(Task):
     # -- a candidate: a 2D screener (fp32, batches of tiles) then a 3D classifier (compressed, one patch a run)
     def sample_candidate(self, space: SearchSpace, trial: Any, *, in_channels: int, max_epochs: int | None,
                          epochs: int | None) -> Candidate:
+        from nas.tasks.nodule.space import sample_nodule_spec
+
         return self._candidate(sample_nodule_spec(space, trial, max_epochs=max_epochs))
 
     def candidate_of(self, spec: Spec, record: dict[str, Any] | None) -> Candidate:
+        from nas.tasks.nodule.space import NoduleSpec
+
         return self._candidate(NoduleSpec.model_validate(record))
 
     def _candidate(self, pipeline: NoduleSpec) -> Candidate:
+        from nas.tasks.nodule.pipeline import CLASSIFY_DIR, SCREEN_BATCH, SCREEN_DIR
+
         return Candidate((Stage("screen", pipeline.screen, SCREEN_DIR, SCREEN_BATCH, compressed=False),
                           Stage("classify", pipeline.classify, CLASSIFY_DIR, 1)), pipeline.model_dump(mode="json"))
 
@@ -144,26 +154,33 @@ class NoduleTask(Task):
 
     @staticmethod
     def _pipeline(candidate: Candidate) -> NoduleSpec:
+        from nas.tasks.nodule.space import NoduleSpec
+
         return NoduleSpec.model_validate(candidate.record)
 
     def summary(self, candidate: Candidate) -> str:
         return self._pipeline(candidate).summary()
 
     def write_candidate(self, candidate: Candidate, folder: Path) -> None:
+        from nas.tasks.nodule.pipeline import PIPELINE_FILE
+
         (folder / PIPELINE_FILE).write_text(self._pipeline(candidate).model_dump_json(indent=2))
 
     def compose_latency(self, candidate: Candidate, dataset: Dataset, measured: dict[str, Measurement],
                         runs: dict[str, float] | None = None) -> tuple[Measurement, ScanLatency | None]:
         """One validation scan's time: measured pre-processing, stage 1 times its batches of seed tiles, stage 2
         times the candidates that passed (phase 1: the cap, `candidates`)."""
+        from nas.tasks.nodule.data import nodule_data
+        from nas.tasks.nodule.pipeline import SCREEN_BATCH, compose_latency, screen_batches
+
         pipeline = self._pipeline(candidate)
         data = nodule_data(dataset)
         scans = data.froc_scans("val")
         batches = [screen_batches(prepared, pipeline.screen.input_size)[1] for prepared, _ in scans]
         passed = (runs or {}).get("classify", float(pipeline.candidates))
         return compose_latency([data.prepare_ms[prepared.series_uid] for prepared, _ in scans],
-                               {"screen": (measured["screen"], sum(batches) / len(batches), UNITS["screen"]),
-                                "classify": (measured["classify"], passed, UNITS["classify"])}, len(scans))
+                               {"screen": (measured["screen"], sum(batches) / len(batches), f"batch of {SCREEN_BATCH} tiles"),
+                                "classify": (measured["classify"], passed, "one candidate patch")}, len(scans))
 
     def budget_what(self, candidate: Candidate) -> str:
         return f"per-scan time (with all {self._pipeline(candidate).candidates} candidates)"
@@ -171,6 +188,9 @@ class NoduleTask(Task):
     def score_candidate(self, candidate: Candidate, artifacts: dict[str, Path | Predictor], dataset: Dataset,
                         split: str) -> CandidateScore:
         """The whole pipeline's FROC on the split's scans, and the candidates per scan that reached stage 2."""
+        from nas.tasks.nodule.data import nodule_data
+        from nas.tasks.nodule.pipeline import TwoStage
+
         evaluation = self.evaluate_pipeline(TwoStage(self._pipeline(candidate), artifacts["screen"],
                                                      artifacts["classify"]), dataset, split)
         flags = ["validation FROC is estimated (validation patients' nodules against the training scans' false "
@@ -179,9 +199,13 @@ class NoduleTask(Task):
         return CandidateScore(evaluation.froc.metrics(), {"classify": evaluation.mean_passed}, flags, evaluation)
 
     def describe_data(self, dataset: Dataset) -> dict[str, Any]:
+        from nas.tasks.nodule.data import nodule_data
+
         return nodule_data(dataset).describe() | {"fingerprint": dataset.fingerprint}
 
     def artifacts(self, folder: Path) -> dict[str, str]:
+        from nas.tasks.nodule.pipeline import CLASSIFY_DIR, DEPLOYED_ONNX, PIPELINE_FILE, SCREEN_DIR
+
         return {"pipeline": str(folder / PIPELINE_FILE), "screen_onnx": str(folder / SCREEN_DIR / DEPLOYED_ONNX),
                 "classify_onnx": str(folder / CLASSIFY_DIR / DEPLOYED_ONNX)}
 
@@ -189,6 +213,9 @@ class NoduleTask(Task):
                      test: CandidateScore | None, dataset: Dataset, say: Callable[[str], None]) -> dict[str, Any]:
         """The dense sliding-window baseline: the knee member's second stage over the whole lungs of the test
         scans, against the two-stage pipeline on the same scans."""
+        from nas.tasks.nodule.data import nodule_data
+        from nas.tasks.nodule.pipeline import CLASSIFY_DIR, DEPLOYED_ONNX
+
         if candidate is None or folder is None or scan_ms is None or test is None:
             return {"dense_baseline": None}
         say(f"dense sliding-window baseline: trial {folder.name}'s second stage over the whole lungs of the test "
@@ -201,6 +228,8 @@ class NoduleTask(Task):
 
     def export_bundle(self, open_trial: Callable[[], tuple[Path, Any, Task, Dataset]], out: Path) -> dict[str, Any]:
         """Both stage models, the pipeline config and a card: what `nas detect --model` reads."""
+        from nas.tasks.nodule.export import export_nodule_trial
+
         return export_nodule_trial(*open_trial(), out)
 
     def describe_metrics(self, metrics: dict[str, Any]) -> str:
@@ -214,6 +243,8 @@ def dense_baseline(target: Target, spec: NoduleSpec, classify_onnx: Path, data: 
                    split: str) -> dict[str, Any]:
     """Stage 2 alone over every lung window of the split's scans: FROC, and its per-scan time composed the same way
     (measured pre-processing + measured time per batch of DENSE_BATCH windows x batches)."""
+    from nas.tasks.nodule.pipeline import DENSE_BATCH, compose_latency, evaluate_scans, probabilities, run_dense
+
     classify_spec = spec.classify
     scans = data.froc_scans(split)
     predict = probabilities(classify_onnx)
