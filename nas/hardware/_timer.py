@@ -5,12 +5,13 @@ A separate process gives every model the same conditions (no training threads, n
 from an earlier model) and an honest peak-memory figure: this process's resident high-water mark (VmHWM, which
 exec resets, unlike ru_maxrss) minus what it used before the session was created. Both runtimes go through the
 same protocol, threads and input, so their numbers compare. A short reference kernel is timed before and after
-the model, so the caller can tell whether other work took the cores meanwhile (nas.hardware.disturbance).
+the model (after its sessions are gone), so the caller can tell whether other work took the cores meanwhile (nas.hardware.disturbance).
 Reads a JSON request on stdin, writes a JSON result on stdout.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -42,8 +43,13 @@ def _time_runs(run: Run, x: np.ndarray, min_runs: int, min_s: float, max_s: floa
             return times
 
 
-def time_reference(reference_onnx: str, threads: int, runs: int = 15) -> float:
-    """Median milliseconds of the disturbance reference kernel with `threads` intra-op threads."""
+def time_reference(reference_onnx: str, threads: int, warmup_s: float = 0.05, min_s: float = 0.1,
+                   min_runs: int = 15) -> float:
+    """Mean milliseconds per run of the disturbance reference kernel with `threads` intra-op threads.
+
+    Warmed up for `warmup_s` (a cold session read 10-40% slow), then timed for at least `min_s`: a mean over
+    several scheduler periods says what share of the cores the kernel got, where a median of 1-ms runs can fall
+    inside the one time slice a freshly woken process is granted ahead of busy neighbours."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -51,14 +57,14 @@ def time_reference(reference_onnx: str, threads: int, runs: int = 15) -> float:
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(reference_onnx, options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.ones(session.get_inputs()[0].shape, np.float32)}
-    for _ in range(3):
+    warm_until = time.perf_counter() + warmup_s
+    while time.perf_counter() < warm_until:
         session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
+    runs, start = 0, time.perf_counter()
+    while runs < min_runs or time.perf_counter() - start < min_s:
         session.run(None, feed)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return float(np.median(times))
+        runs += 1
+    return (time.perf_counter() - start) * 1000.0 / runs
 
 
 def _onnxruntime(path: str, threads: int) -> tuple[Callable[[int], Run], bool, str]:
@@ -119,7 +125,6 @@ def run(request: dict) -> dict:
     started = time.perf_counter()
     times = _time_runs(call, x, protocol["min_runs"], protocol["min_seconds"], protocol["max_seconds"])
     seconds = time.perf_counter() - started
-    reference_after = time_reference(request["reference"], threads)
     throughput = None
     tb = request.get("throughput_batch")
     if tb and dynamic:  # only a dynamic batch axis takes another batch size
@@ -128,6 +133,12 @@ def run(request: dict) -> dict:
         bt = _time_runs(big_call, big, protocol["throughput_min_runs"], protocol["throughput_min_seconds"],
                         protocol["max_seconds"])
         throughput = tb / (float(np.median(bt)) / 1000.0)
+        del big_call
+    # The model's sessions go first: their worker threads keep spinning after a run and read as someone else's
+    # load (the reference ran 2.0-2.4x slow after a quiet ResNet-18 timing).
+    del call, runner
+    gc.collect()
+    reference_after = time_reference(request["reference"], threads)
     peak = _status_bytes("VmHWM") - baseline_rss
     return {
         "times_ms": times,

@@ -60,7 +60,7 @@ def time_reference(threads: int) -> float:
 
 def _quiet_file(device: str, threads: int) -> Path:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-")[:80]
-    return Path(tempfile.gettempdir()) / f"nas-reference-{slug}-t{threads}.json"
+    return Path(tempfile.gettempdir()) / f"nas-reference-v2-{slug}-t{threads}.json"  # v2: mean over 0.1 s
 
 
 def quiet_reference(device: str, threads: int, seen: float | None = None) -> float | None:

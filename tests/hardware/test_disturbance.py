@@ -54,7 +54,9 @@ def test_busy_cores_label_and_retake(profile, tmp_path):
                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 2))
     onnx_file = to_onnx(model, (1, 28, 28), tmp_path / "m.onnx")
     threads = min(2, available_threads())
-    quiet_reference(cpu_name(), threads, time_reference(threads))  # the quiet machine's reference, before the load
+    # The machine's reference before the load: the best of three, so that another test process busy at this moment
+    # does not set the bar the spinners must clear.
+    quiet_reference(cpu_name(), threads, min(time_reference(threads) for _ in range(3)))
     until = time.time() + BUSY_S
     busy = [multiprocessing.Process(target=_spin, args=(until,)) for _ in range(2)]
     for p in busy:
