@@ -53,9 +53,11 @@ def read_json(path: Path) -> Any:
                          "study's settings again to rewrite it") from None
 
 
-def file_digest(path: Path) -> str:
+def file_digest(*paths: Path) -> str:
+    """sha256 of the files' bytes in order (an OpenVINO IR is its .xml and its .bin), first 16 hex digits."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()[:16]

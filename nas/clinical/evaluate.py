@@ -28,7 +28,7 @@ from nas.data.imagefolder import SPLIT_FOLDERS
 from nas.defaults import EVALUATE_MARGIN
 from nas.errors import DataError
 from nas.export import Normalisation, image_inputs
-from nas.hardware.deploy import predictor
+from nas.hardware.deploy import artifact_files, predictor
 from nas.metrics import roc_auc
 
 __all__ = ["Cases", "against_targets", "case_keys", "evaluate_export", "figures", "flag_rule", "load_cases",
@@ -170,7 +170,7 @@ def evaluate_export(model: Path, data: str | Path | None, *, split: str = "test"
     referred = np.asarray(in_band(scores, deployed.band), bool)
     doc: dict[str, Any] = {
         "schema_version": 1,
-        "model": {"folder": str(deployed.folder), "file": deployed.file.name, "sha256": file_digest(deployed.file),
+        "model": {"folder": str(deployed.folder), "file": deployed.file.name, "sha256": file_digest(*artifact_files(deployed.file)),
                   "runtime": deployed.runtime, "precision": deployed.io.get("precision"), "threshold": deployed.threshold,
                   "temperature": deployed.temperature, "referral_band": list(deployed.band),
                   "refer_rate": deployed.io.get("refer_rate")},

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nas._io import file_digest
+from nas.hardware.deploy import artifact_files
 from nas.errors import DataError
 
 __all__ = ["SCHEMA_VERSION", "Integrity", "LoggedPrediction", "ShadowLog", "append_predictions", "match_cases",
@@ -147,7 +148,7 @@ def _model_record(model_dir: Path) -> tuple[str, str, str]:
     deployed = Path(model_dir) / io["file"]
     if not deployed.exists():
         raise DataError(f"{io_path}: names deployed file {io['file']!r}, which is not in {model_dir}")
-    return file_digest(deployed), io["file"], json.dumps(io, sort_keys=True)
+    return file_digest(*artifact_files(deployed)), io["file"], json.dumps(io, sort_keys=True)
 
 
 def _row_values(row: Mapping[str, Any], label: int | None) -> tuple[Any, ...]:

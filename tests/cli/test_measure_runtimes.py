@@ -38,3 +38,24 @@ def test_measure_every_runtime_and_int8_label(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime" in proc.stdout and "OpenVINO" in proc.stdout and "fp32" in proc.stdout
     assert "fastest:" in proc.stdout
+
+
+def test_measure_an_export_folders_openvino_ir(tmp_path):
+    """A folder `nas export` wrote is measured as it ships: its IR, on OpenVINO only (ONNX Runtime cannot load it)."""
+    from nas.hardware.openvino_cpu import write_ir
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 2)).eval()
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    write_ir(to_onnx(model, (1, 28, 28), tmp_path / "m.onnx"), folder / "model.xml")
+    (folder / "io.json").write_text(json.dumps({"file": "model.xml", "runtime": "openvino", "precision": "fp32",
+                                                "input_shape": ["batch", 1, 28, 28]}))
+    proc = run_nas("measure", str(folder), "--hardware", str(_profile(tmp_path)), "--json", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["model"].endswith("model.xml") and doc["input_shape"] == [1, 28, 28]
+    assert [(m["backend"], m["precision"]) for m in doc["runtimes"]] == [("openvino", "fp32")]
+    (folder / "io.json").unlink()
+    proc = run_nas("measure", str(folder), "--hardware", str(_profile(tmp_path)), cwd=REPO)
+    assert proc.returncode == 2 and "without io.json" in proc.stderr

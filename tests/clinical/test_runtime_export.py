@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clinical.conftest import STUDY
-from conftest import SHARED
+from conftest import SHARED, run_nas
 from nas.clinical.evaluate import evaluate_export
 from nas.clinical.predict import DeployedModel, predict
 from nas.data import BUNDLED_PNEUMONIAMNIST
@@ -108,3 +108,15 @@ def test_export_refuses_an_unknown_runtime(openvino_study, tmp_path):
     results, trial = openvino_study
     with pytest.raises(ConfigError, match="unknown runtime 'openvin'.*did you mean 'openvino'"):
         export_trial(results, STUDY, trial, tmp_path, runtime="openvin")
+
+
+def test_export_runtime_flag_overrides_the_choice(openvino_study, tmp_path):
+    """`nas export --runtime onnxruntime` ships the ONNX file for ONNX Runtime although the search chose OpenVINO."""
+    results, trial = openvino_study
+    done = run_nas("export", "--results", str(results), "--study", STUDY, "--trial", str(trial), "--out",
+                   str(tmp_path / "ort"), "--runtime", "onnxruntime", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    io = json.loads((tmp_path / "ort" / "io.json").read_text())
+    assert (io["runtime"], io["precision"], io["file"]) == ("onnxruntime", "fp32", "model.onnx")
+    assert not (tmp_path / "ort" / "model.xml").exists()
+    assert DeployedModel.load(tmp_path / "ort").runtime == "onnxruntime"

@@ -211,3 +211,16 @@ def test_a_log_written_before_the_chain_is_read_but_said_unverifiable(exported_m
     with pytest.raises(DataError, match="schema version 1, written before rows were hash-chained.*new log"):
         append_predictions(log, [_row("b.jpeg", 0.2)], None, model_dir=exported_model)
     assert len(read_log(log).predictions) == 1
+
+
+def test_an_openvino_irs_identity_covers_its_weights(tmp_path):
+    """An IR is its .xml (the graph) and its .bin (the weights): new weights under the same graph are a new model."""
+    from nas.clinical.shadow import _model_record
+
+    (tmp_path / "io.json").write_text(json.dumps({"file": "model.xml", "runtime": "openvino"}))
+    (tmp_path / "model.xml").write_text("<net/>")
+    (tmp_path / "model.bin").write_bytes(b"\x00" * 16)
+    before, name, _ = _model_record(tmp_path)
+    (tmp_path / "model.bin").write_bytes(b"\x01" * 16)
+    after, _, _ = _model_record(tmp_path)
+    assert name == "model.xml" and before != after
