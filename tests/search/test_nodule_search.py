@@ -11,6 +11,7 @@ import pytest
 from _regression import assert_same_as_before
 from conftest import FIXTURES, QUICK_PROFILE, REPO, SHARED, run_nas, schema
 
+from nas.hardware.runtime_choice import RuntimeChoice
 from nas.report.html import write_report
 from nas.report.package import open_trial
 from nas.search.final import finalize
@@ -108,6 +109,33 @@ def test_export_and_detect_json(study, tmp_path):
     test_cpm = card["metrics"]["test"]["cpm"]
     assert found["model"]["test_cpm"] == test_cpm and found["model"]["val_cpm"] == card["metrics"]["val"].get("cpm")
     assert ("warning: weak model: test CPM" in done.stderr) == (test_cpm < 0.2)
+
+
+def test_the_export_ships_the_second_stage_on_the_runtime_the_search_chose(study, tmp_path):
+    """A second stage the search chose to run on OpenVINO ships as OpenVINO's IR, named in shipped.json, and
+    `nas detect` runs it there, finding what the ONNX Runtime export finds."""
+    results, doc = study
+    folder, result, task, dataset = open_trial(results, "nodule-tiny", doc["knee_trial"])
+    chosen = RuntimeChoice(runtime="openvino", precision="fp32", reason="test: the search chose OpenVINO",
+                           timings=result.runtime_choice.timings if result.runtime_choice else [])
+    card = export_nodule_trial(folder, result.model_copy(update={"runtime_choice": chosen}), task, dataset,
+                               tmp_path / "ov")
+    assert json.loads((tmp_path / "ov" / "shipped.json").read_text()) == {
+        "file": "model.xml", "runtime": "openvino", "precision": "fp32"}
+    assert {"classify/model.xml", "classify/model.bin"} <= set(card["files"])
+    assert card["shipped"]["runtime"] == "openvino" and card["shipped"]["max_abs_diff"] < 1e-3
+    assert "classify/model.xml on openvino fp32" in (tmp_path / "ov" / "model_card.md").read_text()
+    export_nodule_trial(folder, result.model_copy(update={"runtime_choice": None}), task, dataset, tmp_path / "ort")
+
+    found = {}
+    for name in ("ov", "ort"):
+        done = run_nas("detect", "--model", str(tmp_path / name), str(SCANS / "LIDC-IDRI-0003"), "--json", cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        found[name] = {tuple(c["world_mm"]): c["score"] for c in json.loads(done.stdout)["candidates"]}
+        assert f"second stage: classify/model.{'xml' if name == 'ov' else 'onnx'} on " \
+               f"{'openvino' if name == 'ov' else 'onnxruntime'}" in done.stderr
+    assert found["ov"].keys() == found["ort"].keys()  # the same screener passes the same candidates on
+    assert found["ov"] == pytest.approx(found["ort"], abs=1e-3)
 
 
 def test_detect_on_a_folder_without_a_scan_fails_clearly(study, tmp_path):

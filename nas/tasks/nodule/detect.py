@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from nas.tasks.nodule.data import read_scan
-from nas.tasks.nodule.pipeline import TwoStage, load_pipeline
+from nas.tasks.nodule.pipeline import load_pipeline
 from nas.tasks.nodule.volume import diameter_mm, prepare
 
 SCHEMA_VERSION = 1
@@ -47,11 +47,13 @@ def detect(model_dir: Path, scan_path: Path, *, min_score: float = 0.0, threads:
 
     DICOM problems are reported by the readers; a scan in which no lung is found raises DataError."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    spec, screen_onnx, classify_onnx = load_pipeline(model_dir)
+    files = load_pipeline(model_dir)
+    spec = files.spec
     figures = model_figures(model_dir)
     if figures["warning"]:
         say(f"warning: {figures['warning']}")
-    detector = TwoStage(spec, screen_onnx, classify_onnx, threads)
+    detector = files.detector(threads)
+    say(f"second stage: {files.classify.relative_to(model_dir)} on {files.classify_runtime}")
     timing: dict[str, float] = {}
     started = time.perf_counter()
     scan = read_scan(Path(scan_path))

@@ -1,8 +1,9 @@
 """Exporting a nodule trial: both stage models (ONNX, verified against PyTorch), the pipeline config, a model card.
 
 The folder is what `nas detect --model` reads: pipeline.json, screen/model.onnx, classify/model.onnx (plus weights
-and specs, so the member can be rebuilt and re-measured), pipeline_config.json (every constant a deployment must
-repeat), model_card.md / model_card.json.
+and specs, so the member can be rebuilt and re-measured), shipped.json (the second stage's file for the runtime the
+search chose, e.g. OpenVINO's IR, and that runtime), pipeline_config.json (every constant a deployment must repeat),
+model_card.md / model_card.json.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas._io import atomic_write_text, write_json
 from nas.compress import load_model
 from nas.data import Dataset
-from nas.export import check_parity
+from nas.errors import TrialError
+from nas.export import PARITY_ATOL, check_parity
+from nas.hardware.deploy import DEFAULT_RUNTIME, artifact_files, predictor, probability_diff, shipped_file, write_artifact
 from nas.tasks._task import Task
 from nas.data.lidc_slices import HU_HIGH as CROP_HU_HIGH
 from nas.data.lidc_slices import HU_LOW as CROP_HU_LOW
@@ -24,10 +27,12 @@ from nas.tasks.nodule.material import CROP_PIXEL_MM
 from nas.tasks.nodule.pipeline import (
     CLASSIFY_DIR,
     DENSE_BATCH,
+    DEPLOYED_ONNX,
     MERGE_MM,
     PIPELINE_FILE,
     SCREEN_BATCH,
     SCREEN_DIR,
+    SHIPPED_FILE,
     load_pipeline,
 )
 from nas.tasks.nodule.volume import (
@@ -49,14 +54,17 @@ from nas.tasks.nodule.volume import (
     STD,
 )
 
-__all__ = ["export_nodule_trial", "pipeline_config"]
+if TYPE_CHECKING:
+    from nas.hardware.runtime_choice import RuntimeChoice
+
+__all__ = ["export_nodule_trial", "pipeline_config", "ship_classifier"]
 
 STAGE_FILES = ("model.onnx", "model.fp32.onnx", "model.pt")
 
 
 def pipeline_config(folder: Path) -> dict[str, Any]:
     """Everything a deployment must do around the two models, with the values this pipeline uses."""
-    spec, _, _ = load_pipeline(folder)
+    spec = load_pipeline(folder).spec
     tile, patch = spec.screen.input_size, spec.patch_size
     return {
         "preprocess": {
@@ -87,7 +95,7 @@ def export_nodule_trial(folder: Path, result: Any, task: Task, dataset: Dataset,
     """Write the nodule trial in `folder` (its finished `result`, trained on `dataset`) to `out`; returns the model
     card as a dict. The caller opens the study (nas.report.package.open_trial): a task never reads the search."""
     study, trial = folder.parent.parent.name, int(folder.name)
-    spec, _, _ = load_pipeline(folder)
+    spec = load_pipeline(folder).spec
     out = Path(out)
     parity = {}
     for stage, stage_spec in ((SCREEN_DIR, spec.screen), (CLASSIFY_DIR, spec.classify)):
@@ -98,7 +106,12 @@ def export_nodule_trial(folder: Path, result: Any, task: Task, dataset: Dataset,
         atomic_write_text(out / stage / "spec.json", stage_spec.to_json())
         model = load_model(stage_spec, out / stage / "model.pt")
         onnx = out / stage / ("model.fp32.onnx" if (out / stage / "model.fp32.onnx").exists() else "model.onnx")
-        parity[stage] = check_parity(model, onnx, task.sample_inputs(stage_spec, dataset))
+        inputs = task.sample_inputs(stage_spec, dataset)
+        parity[stage] = check_parity(model, onnx, inputs)
+    classifier, classify_inputs = model, inputs  # the loop's last stage
+    shipped = ship_classifier(folder, out, result.runtime_choice, spec.classify.compression.quant)
+    write_json(out / SHIPPED_FILE, shipped)
+    shipped |= _shipped_parity(classifier, out / CLASSIFY_DIR / shipped["file"], shipped, classify_inputs)
     shutil.copy2(folder / PIPELINE_FILE, out / PIPELINE_FILE)
     write_json(out / "pipeline_config.json", pipeline_config(out))
 
@@ -113,13 +126,40 @@ def export_nodule_trial(folder: Path, result: Any, task: Task, dataset: Dataset,
         "metrics": {"val": result.metrics["val"], "test": test},
         "metrics_note": "auc, accuracy, sensitivity, specificity, threshold: the second stage on its patches; cpm and "
                         "sensitivity_at_fp: the whole pipeline on whole scans (LUNA16 FROC rules)",
-        "latency": latency, "parity_max_abs_diff": parity, "data": nodule_data(dataset).describe(),
+        "shipped": shipped, "latency": latency, "parity_max_abs_diff": parity, "data": nodule_data(dataset).describe(),
         "crop_assumption_mm": CROP_PIXEL_MM, "crop_window_hu": [CROP_HU_LOW, CROP_HU_HIGH], "flags": result.flags,
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) + ["model_card.md"],
     }
     write_json(out / "model_card.json", card)
     atomic_write_text(out / "model_card.md", _card_markdown(card))
     return card
+
+
+def ship_classifier(folder: Path, out: Path, choice: RuntimeChoice | None, precision: str) -> dict[str, str]:
+    """Put the second stage's artifact for the runtime the search chose into `out`/classify (settled point 19):
+    OpenVINO's own INT8 IR as phase 2 wrote and scored it, OpenVINO's IR of the float ONNX, or ONNX Runtime's
+    model.onnx; returns what shipped.json records."""
+    runtime = choice.runtime if choice else DEFAULT_RUNTIME
+    if runtime == DEFAULT_RUNTIME:
+        return {"file": DEPLOYED_ONNX, "runtime": runtime, "precision": precision}
+    scored = shipped_file(choice, folder / CLASSIFY_DIR / DEPLOYED_ONNX)
+    if scored.suffix == ".xml":
+        for path in artifact_files(scored):
+            shutil.copy2(path, out / CLASSIFY_DIR / path.name)
+        written = out / CLASSIFY_DIR / scored.name
+    else:
+        written = write_artifact(runtime, precision, out / CLASSIFY_DIR / DEPLOYED_ONNX, out / CLASSIFY_DIR, None)
+    return {"file": written.name, "runtime": runtime, "precision": precision}
+
+
+def _shipped_parity(model: Any, path: Path, shipped: dict[str, str], inputs: Any) -> dict[str, Any]:
+    """The shipped second stage, run by its runtime, against PyTorch: a float one within PARITY_ATOL; an INT8 one
+    is recorded only (its rounding is the point, and its validation figures were scored on this very file)."""
+    diff = probability_diff(model, predictor(path, shipped["runtime"]), inputs.numpy())
+    if shipped["precision"] == "fp32" and diff > PARITY_ATOL:
+        raise TrialError(f"{path}: {shipped['runtime']} class probabilities differ from PyTorch by up to {diff:.3g} "
+                         f"(tolerance {PARITY_ATOL})")
+    return {"max_abs_diff": diff}
 
 
 def _metrics_row(name: str, m: dict[str, Any] | None) -> str:
@@ -163,7 +203,9 @@ def _card_markdown(card: dict[str, Any]) -> str:
         "## Time per whole scan", "",
         f"{lat.get('scan_ms', lat['p50_ms']):.0f} ms (p50, {lat['backend']} on {lat['device']}, precision "
         f"{lat['precision']}, {lat['method']}); each stage's model measured on the target at its batch, times its "
-        "runs per scan, plus measured pre-processing:", "",
+        "runs per scan, plus measured pre-processing. The screener ships as screen/model.onnx on onnxruntime, the "
+        f"second stage as classify/{card['shipped']['file']} on {card['shipped']['runtime']} "
+        f"{card['shipped']['precision']} (the runtime the search measured fastest for it):", "",
         "| stage | ms per scan | runs per scan | per run (p50 ms) | unit |", "|---|---|---|---|---|",
         *(f"| {name} | {s['p50_ms']:.1f} | {s['runs']:.1f} | {s['per_run_p50_ms']:.3f} | {s['unit']} |"
           for name, s in stages.items()), "",

@@ -12,6 +12,7 @@ seeds); its local maxima are moved onto their blobs the same way and scored agai
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from scipy import ndimage
 from nas.errors import ConfigError
 from nas.export import Predictor, onnx_predict, onnx_session
 from nas.hardware import Measurement
+from nas.hardware.deploy import DEFAULT_RUNTIME, artifact_files, predictor
 from nas.tasks._latency import ScanLatency, StageTiming
 from nas.tasks.nodule.froc import Candidate, Froc, ScanTruth, froc
 from nas.tasks.nodule.space import NoduleSpec
@@ -48,6 +50,7 @@ __all__ = [
     "compose_latency",
     "dense_windows",
     "evaluate_scans",
+    "PipelineFiles",
     "load_pipeline",
     "run_dense",
     "screen_batches",
@@ -63,6 +66,10 @@ SCREEN_DIR, CLASSIFY_DIR = "screen", "classify"
 PIPELINE_FILE = "pipeline.json"
 DEPLOYED_ONNX = "model.onnx"
 """A pipeline folder (a trial's or an export's): pipeline.json, screen/model.onnx, classify/model.onnx."""
+SHIPPED_FILE = "shipped.json"
+"""An export's record of the file its second stage ships as and the runtime that runs it (the search's choice:
+settled point 19); without it, classify/model.onnx on ONNX Runtime. The screener is never compressed and always
+ships as screen/model.onnx."""
 
 Probabilities = Callable[[np.ndarray], np.ndarray]
 
@@ -108,19 +115,36 @@ class ScanRun:
         return [Candidate(tuple(float(v) for v in w), d.score) for w, d in zip(world, self.detections)]
 
 
-def load_pipeline(folder: Path) -> tuple[NoduleSpec, Path, Path]:
-    """A pipeline folder's spec and its two deployed ONNX files."""
+@dataclass(frozen=True)
+class PipelineFiles:
+    """A pipeline folder's spec and the files its two stages run, with the runtime that runs the second."""
+
+    spec: NoduleSpec
+    screen: Path
+    classify: Path
+    classify_runtime: str = DEFAULT_RUNTIME
+
+    def detector(self, threads: int | None = None) -> TwoStage:
+        """The two stages as they ship: the second through its own runtime when that is not ONNX Runtime."""
+        classify: Path | Predictor = self.classify if self.classify_runtime == DEFAULT_RUNTIME else \
+            predictor(self.classify, self.classify_runtime, threads=threads)
+        return TwoStage(self.spec, self.screen, classify, threads)
+
+
+def load_pipeline(folder: Path) -> PipelineFiles:
+    """A pipeline folder's spec and its two deployed files (the second as shipped.json names it, if present)."""
     folder = Path(folder)
     if not (folder / PIPELINE_FILE).is_file():
         raise ConfigError(f"{folder}: no {PIPELINE_FILE}; give a nodule model folder (from `nas export`) or a "
                           "nodule trial's folder")
     spec = NoduleSpec.model_validate_json((folder / PIPELINE_FILE).read_text())
-    files = folder / SCREEN_DIR / DEPLOYED_ONNX, folder / CLASSIFY_DIR / DEPLOYED_ONNX
-    for path in files:
+    shipped = json.loads((folder / SHIPPED_FILE).read_text()) if (folder / SHIPPED_FILE).is_file() else {}
+    files = folder / SCREEN_DIR / DEPLOYED_ONNX, folder / CLASSIFY_DIR / shipped.get("file", DEPLOYED_ONNX)
+    for path in (files[0], *artifact_files(files[1])):
         if not path.is_file():
             raise ConfigError(f"{folder}: {path.relative_to(folder)} is missing (its artifacts were pruned, or the "
                               "export is incomplete)")
-    return spec, *files
+    return PipelineFiles(spec, *files, shipped.get("runtime", DEFAULT_RUNTIME))
 
 
 def screen_batches(prepared: Prepared, tile: int) -> tuple[int, int]:
