@@ -19,6 +19,7 @@ from nas.search.runner import SearchConfig, prepare, run_search
 from nas.tasks.nodule.export import export_nodule_trial
 
 SCANS = SHARED / "data" / "lidc"
+ANNOTATIONS = SHARED / "data" / "luna16" / "annotations.csv"
 pytestmark = pytest.mark.skipif(not SCANS.is_dir(), reason=f"needs the shared CT scans in {SCANS}")
 STAGES = {"preprocess", "screen", "classify"}
 LUNA16_0003 = [(72.3, 76.9, -190.5, 21.5), (23.5, -47.6, -172.3, 8.8), (-47.4, -30.2, -169.6, 12.8)]
@@ -92,7 +93,8 @@ def test_export_and_detect_json(study, tmp_path):
     assert max(card["parity_max_abs_diff"].values()) < 1e-3
     assert "{'" not in (tmp_path / "model" / "model_card.md").read_text()  # no raw Python dicts in the card
     scan = SCANS / "LIDC-IDRI-0003"
-    done = run_nas("detect", "--model", str(tmp_path / "model"), str(scan), "--json", cwd=REPO)
+    done = run_nas("detect", "--model", str(tmp_path / "model"), str(scan), "--json", "--truth", str(ANNOTATIONS),
+                   cwd=REPO)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)  # exactly one JSON document on stdout; progress went to stderr
     jsonschema.validate(found, schema("detect.v1.schema.json"))
@@ -104,6 +106,11 @@ def test_export_and_detect_json(study, tmp_path):
     hits = [n for n, (*centre, diameter) in enumerate(LUNA16_0003) if any(
         sum((a - b) ** 2 for a, b in zip(c["world_mm"], centre)) ** 0.5 <= diameter / 2 for c in found["candidates"])]
     assert hits, [c["world_mm"] for c in found["candidates"]]
+    truth = found["truth"]  # --truth: the same judgement, by rank
+    assert len(truth["nodules"]) == 3 and [n for n, nodule in enumerate(truth["nodules"]) if nodule["found"]] == hits
+    for n in hits:
+        assert f"nodule {n + 1}" in found["candidates"][truth["nodules"][n]["rank"] - 1]["truth"]
+    assert truth["false_positives"] == sum(c["truth"] == "false positive" for c in found["candidates"])
     assert scores == sorted(scores, reverse=True) and len(scores) <= card["spec"]["candidates"]
     assert "screened" in done.stderr
     test_cpm = card["metrics"]["test"]["cpm"]
@@ -136,6 +143,17 @@ def test_the_export_ships_the_second_stage_on_the_runtime_the_search_chose(study
                f"{'openvino' if name == 'ov' else 'onnxruntime'}" in done.stderr
     assert found["ov"].keys() == found["ort"].keys()  # the same screener passes the same candidates on
     assert found["ov"] == pytest.approx(found["ort"], abs=1e-3)
+
+
+def test_detect_with_truth_prints_ranks(study, tmp_path):
+    results, doc = study
+    done = run_nas("detect", "--model", str(results / "nodule-tiny" / "trials" / str(doc["knee_trial"])),
+                   str(SCANS / "LIDC-IDRI-0003"), "--truth", str(ANNOTATIONS), cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "reference: 3 nodule(s) of this series" in done.stderr
+    summary = next(line for line in done.stdout.splitlines() if line.startswith("reference ("))
+    assert "of 3 nodule(s) found" in summary
+    assert sum("nodule 1 at (72.3, 76.9, -190.5) mm" in line for line in done.stdout.splitlines()) == 1
 
 
 def test_detect_on_a_folder_without_a_scan_fails_clearly(study, tmp_path):

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.tasks.nodule.data import read_scan
 from nas.tasks.nodule.pipeline import load_pipeline
 from nas.tasks.nodule.volume import diameter_mm, prepare
+
+if TYPE_CHECKING:
+    from nas.tasks.nodule.froc import ScanTruth
 
 SCHEMA_VERSION = 1
 WEAK_CPM = 0.2
@@ -41,9 +45,10 @@ def model_figures(model_dir: Path) -> dict[str, Any]:
 
 
 def detect(model_dir: Path, scan_path: Path, *, min_score: float = 0.0, threads: int | None = None,
-           log: Any = None) -> dict[str, Any]:
+           truth: Path | None = None, log: Any = None) -> dict[str, Any]:
     """Candidate nodules in one scan (detect.v1): world mm in the DICOM patient frame, voxel [column, row, slice],
-    a size estimate and the second stage's score, highest first; and the time each step took.
+    a size estimate and the second stage's score, highest first; and the time each step took. With `truth` (a
+    LUNA16 annotations.csv), which reference nodules of this series the candidates found and at which rank.
 
     DICOM problems are reported by the readers; a scan in which no lung is found raises DataError."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -58,6 +63,10 @@ def detect(model_dir: Path, scan_path: Path, *, min_score: float = 0.0, threads:
     started = time.perf_counter()
     scan = read_scan(Path(scan_path))
     timing["load"] = (time.perf_counter() - started) * 1000
+    reference = reference_of(Path(truth), scan.series_uid) if truth is not None else None
+    if reference is not None:
+        say(f"reference: {len(reference.truth.nodules)} nodule(s) of this series in {truth}"
+            + (f", {len(reference.truth.excluded)} excluded finding(s)" if reference.excluded else ""))
     say(f"read {scan.shape[0]} slices of {scan.shape[1]}x{scan.shape[2]} ({timing['load']:.0f} ms)")
     mark = time.perf_counter()
     prepared = prepare(scan)
@@ -77,6 +86,50 @@ def detect(model_dir: Path, scan_path: Path, *, min_score: float = 0.0, threads:
                   for w, ijk, size, d in zip(world, voxel, sizes, kept)]
     timing["postprocess"] = (time.perf_counter() - mark) * 1000
     timing["total"] = (time.perf_counter() - started) * 1000
-    return {"schema_version": SCHEMA_VERSION, "series_uid": scan.series_uid, "candidates": candidates,
-            "timing_ms": {k: round(v, 1) for k, v in timing.items()},
-            "pipeline": spec.summary(), "min_score": min_score, "model": figures}
+    found = {"schema_version": SCHEMA_VERSION, "series_uid": scan.series_uid, "candidates": candidates,
+             "timing_ms": {k: round(v, 1) for k, v in timing.items()},
+             "pipeline": spec.summary(), "min_score": min_score, "model": figures}
+    return found | ({"truth": judge(candidates, reference)} if reference is not None else {})
+
+
+@dataclass(frozen=True)
+class Reference:
+    truth: ScanTruth
+    annotations: Path
+    excluded: Path | None
+
+
+def reference_of(annotations: Path, series_uid: str) -> Reference:
+    """The series' reference nodules in `annotations` (LUNA16's annotations.csv), and the findings of its sibling
+    annotations_excluded.csv, if present, which count neither as hit nor as false positive (LUNA16's rule)."""
+    from nas.data.luna16 import read_annotations
+    from nas.tasks.nodule.froc import Finding, ScanTruth
+
+    excluded_csv = annotations.with_name("annotations_excluded.csv")
+    findings = {name: tuple(Finding(a.world_mm, a.diameter_mm) for a in read_annotations(path, series_uid))
+                for name, path in (("nodules", annotations), ("excluded", excluded_csv))
+                if name == "nodules" or path.is_file()}
+    return Reference(ScanTruth(series_uid, findings["nodules"], findings.get("excluded", ())), annotations,
+                     excluded_csv if "excluded" in findings else None)
+
+
+def judge(candidates: list[dict[str, Any]], reference: Reference) -> dict[str, Any]:
+    """Each reference nodule found or missed, at which rank among the candidates (1 = highest score), its score
+    there and the false positives ranked above it; each candidate labelled "nodule 1", "excluded" or "false
+    positive" (within a finding's radius, LUNA16's rule)."""
+    from nas.tasks.nodule.froc import Candidate, hits_by_candidate
+
+    labels = hits_by_candidate(reference.truth, [Candidate(tuple(c["world_mm"]), c["score"]) for c in candidates])
+    nodules = []
+    for n, nodule in enumerate(reference.truth.nodules):
+        rank = next((r for r, hit in enumerate(labels, start=1) if hit and n in hit), None)
+        nodules.append({"world_mm": list(nodule.world_mm), "diameter_mm": nodule.diameter_mm, "found": rank is not None,
+                        "rank": rank, "score": candidates[rank - 1]["score"] if rank else None,
+                        "false_positives_above": sum(hit is None for hit in labels[:rank - 1]) if rank else None})
+    for c, hit in zip(candidates, labels):
+        c["truth"] = "false positive" if hit is None else "excluded" if not hit else \
+            ", ".join(f"nodule {n + 1}" for n in hit)
+    return {"annotations": str(reference.annotations),
+            "excluded": str(reference.excluded) if reference.excluded else None,
+            "nodules": nodules, "found": sum(n["found"] for n in nodules),
+            "false_positives": sum(hit is None for hit in labels)}

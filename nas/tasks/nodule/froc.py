@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FP_RATES", "Candidate", "Finding", "Froc", "ScanTruth", "estimated_froc", "froc", "match", "rate_key"]
+__all__ = ["FP_RATES", "Candidate", "Finding", "Froc", "ScanTruth", "estimated_froc", "froc", "hits_by_candidate", "match",
+           "rate_key"]
 
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """LUNA16's false-positive rates per scan; the CPM is the mean sensitivity over them."""
@@ -75,6 +76,17 @@ def rate_key(rate: float) -> str:
 def _within(point: np.ndarray, findings: Sequence[Finding]) -> list[int]:
     return [n for n, f in enumerate(findings)
             if float(np.linalg.norm(point - np.asarray(f.world_mm))) <= f.radius_mm]
+
+
+def hits_by_candidate(truth: ScanTruth, candidates: Sequence[Candidate]) -> list[tuple[int, ...] | None]:
+    """Per candidate, the indices of the reference nodules it hits; () for one inside an excluded finding only
+    (neither hit nor false positive); None for a false positive."""
+    labels: list[tuple[int, ...] | None] = []
+    for c in candidates:
+        point = np.asarray(c.world_mm, dtype=np.float64)
+        hits = _within(point, truth.nodules)
+        labels.append(tuple(hits) if hits else () if _within(point, truth.excluded) else None)
+    return labels
 
 
 def match(truth: ScanTruth, candidates: Sequence[Candidate]) -> tuple[np.ndarray, list[float]]:
