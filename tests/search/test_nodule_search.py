@@ -50,6 +50,11 @@ def test_front_is_schema_valid_with_per_scan_latency(study):
         for split in ("val", "test"):
             assert set(m["metrics"][split]["sensitivity_at_fp"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
         assert m["spec"]["screen"]["family"] == "dsconv" and m["spec"]["classify"]["family"] == "dsconv3d"
+        patch = m["metrics"]["test"]["patch"]  # each stage on the test patients' examples, with its interval
+        assert set(patch) == {"screen", "classify"} and "patch" not in m["metrics"]["val"]
+        for figures in patch.values():
+            low, high = figures["auc_95ci"]
+            assert 0 <= low <= figures["auc"] <= high <= 1 and 0 < figures["positives"] < figures["examples"]
     assert doc["data"]["scans"] == {"train": 1, "val": 0, "test": 1}
     assert all(m["latency"]["method"] == "composed" for m in doc["members"])
 
@@ -91,7 +96,9 @@ def test_export_and_detect_json(study, tmp_path):
     assert {"pipeline.json", "pipeline_config.json", "screen/model.onnx", "classify/model.onnx",
             "model_card.md"} <= set(card["files"])
     assert max(card["parity_max_abs_diff"].values()) < 1e-3
-    assert "{'" not in (tmp_path / "model" / "model_card.md").read_text()  # no raw Python dicts in the card
+    card_text = (tmp_path / "model" / "model_card.md").read_text()
+    assert "{'" not in card_text  # no raw Python dicts in the card
+    assert "Each stage on the test patients' examples" in card_text and "screen AUC" in card_text
     scan = SCANS / "LIDC-IDRI-0003"
     done = run_nas("detect", "--model", str(tmp_path / "model"), str(scan), "--json", "--truth", str(ANNOTATIONS),
                    cwd=REPO)

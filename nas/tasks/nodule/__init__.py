@@ -196,7 +196,26 @@ class NoduleTask(Task):
         flags = ["validation FROC is estimated (validation patients' nodules against the training scans' false "
                  "positives): it ranks candidates; only the test scans measure detection"] \
             if split == "val" and nodule_data(dataset).estimated_val else []
-        return CandidateScore(evaluation.froc.metrics(), {"classify": evaluation.mean_passed}, flags, evaluation)
+        metrics = evaluation.froc.metrics()
+        if split == "test":
+            metrics["patch"] = self.patch_figures(candidate, artifacts, dataset)
+        return CandidateScore(metrics, {"classify": evaluation.mean_passed}, flags, evaluation)
+
+    def patch_figures(self, candidate: Candidate, artifacts: dict[str, Path | Predictor],
+                      dataset: Dataset) -> dict[str, dict[str, Any]]:
+        """Each stage's AUC on the test patients' examples with its bootstrap 95% interval: hundreds of nodules,
+        which say far more about the models than the few nodules of the test scans."""
+        from nas.metrics import bootstrap_ci
+        from nas.tasks.nodule.data import nodule_data
+
+        figures = {}
+        for stage in candidate.stages:
+            labels = nodule_data(dataset).inputs("test", stage_of(stage.spec), stage.spec.input_size)[1].numpy()
+            scores = self.scores(artifacts[stage.name], stage.spec, dataset, "test")
+            figures[stage.name] = {"auc": binary_metrics(labels, scores, 0.5)["auc"],
+                                   "auc_95ci": bootstrap_ci(labels, scores, 0.5)["auc"],
+                                   "positives": int(labels.sum()), "examples": int(len(labels))}
+        return figures
 
     def describe_data(self, dataset: Dataset) -> dict[str, Any]:
         from nas.tasks.nodule.data import nodule_data

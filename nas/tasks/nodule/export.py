@@ -170,6 +170,14 @@ def _metrics_row(name: str, m: dict[str, Any] | None) -> str:
             f"{m['sensitivity']:.3f} / {m['specificity']:.3f} |")
 
 
+def _patch_lines(patch: dict[str, Any] | None) -> list[str]:
+    if not patch:
+        return []
+    return ["Each stage on the test patients' examples (LIDC crops and volumes, hundreds of nodules): "
+            + "; ".join(f"{stage} AUC {f['auc']:.3f} (95% bootstrap {f['auc_95ci'][0]:.3f}-{f['auc_95ci'][1]:.3f}, "
+                        f"{f['positives']} nodules of {f['examples']} examples)" for stage, f in patch.items()) + ".", ""]
+
+
 def _per_split(value: Any) -> str:
     """'train 1, val 0, test 1' for a per-split figure (ids listed, 'none' for no ids), not a Python dict."""
     if not isinstance(value, dict):
@@ -199,7 +207,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
         "## Detection and classification", "",
         "| split | CPM | sens @ 1 FP/scan | sens @ 4 FP/scan | patch AUC | patch sens / spec |", "|---|---|---|---|---|---|",
         _metrics_row("validation", card["metrics"]["val"]), _metrics_row("test", card["metrics"]["test"]), "",
-        card["metrics_note"] + ".", "",
+        card["metrics_note"] + ".", "", *_patch_lines((card["metrics"]["test"] or {}).get("patch")),
         "## Time per whole scan", "",
         f"{lat.get('scan_ms', lat['p50_ms']):.0f} ms (p50, {lat['backend']} on {lat['device']}, precision "
         f"{lat['precision']}, {lat['method']}); each stage's model measured on the target at its batch, times its "
