@@ -104,7 +104,8 @@ def detection(runs: list[ScanRun], scans: list, min_score: float) -> dict[str, o
 
 
 def benchmark(folder: Path, data, target, min_score: float) -> list[dict]:
-    spec, screen_onnx, classify_onnx = load_pipeline(folder)
+    files = load_pipeline(folder)
+    spec, screen_onnx, classify_onnx = files.spec, files.screen, files.classify
     classify_spec = spec.classify
     quant = classify_spec.compression.quant
     screen_m = measure_at_batch(target, screen_onnx, "fp32", spec.screen.input_shape, SCREEN_BATCH)
