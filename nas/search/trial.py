@@ -158,10 +158,12 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     if len(candidate.stages) == 1:  # one model: warm start and multi-fidelity rungs apply
         train_log: dict[str, object] = train_candidate(ctx, trial, models[candidate.main.name], partial, flags,
                                                        seed=seed, deadline=deadline, distill=distill)
-    else:
-        train_log = {stage.name: train_stage(ctx, stage, models[stage.name], seed=seed, deadline=deadline,
-                                             distill=distill if stage.compressed else None)
-                     for stage in candidate.stages}
+    else:  # in order: each stage learns with the ones before it trained (a cascade)
+        train_log = {}
+        for n, stage in enumerate(candidate.stages):
+            upstream = {s.name: (s.spec, models[s.name]) for s in candidate.stages[:n]}
+            train_log[stage.name] = train_stage(ctx, stage, models[stage.name], seed=seed, deadline=deadline,
+                                                distill=distill if stage.compressed else None, upstream=upstream)
     train_log["device"] = ctx.train_device
     for stage in candidate.stages:
         if stage.compressed and stage.spec.compression.channels:
@@ -215,10 +217,10 @@ def plan_pruning(ctx: TrialContext, candidate: Candidate, models: dict[str, torc
 
 
 def train_stage(ctx: TrialContext, stage: Stage, model: torch.nn.Module, *, seed: int, deadline: float | None,
-                distill: Distillation | None) -> dict[str, object]:
-    """One stage of a multi-stage candidate, trained in one go."""
+                distill: Distillation | None, upstream: dict[str, tuple[Spec, torch.nn.Module]]) -> dict[str, object]:
+    """One stage of a multi-stage candidate, trained in one go, after the `upstream` stages."""
     log = ctx.task.train(model, stage.spec, ctx.dataset, seed=seed, deadline=deadline, distill=distill,
-                         device=ctx.train_device)
+                         device=ctx.train_device, upstream=upstream)
     log.pop("state", None)
     return log
 

@@ -66,12 +66,14 @@ class Task(ABC):
         self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
         recipe: TrainingSpec | None = None, distill: Distillation | None = None, device: str = "cpu",
         stop_after: int | None = None, resume: dict[str, Any] | None = None,
+        upstream: dict[str, tuple[Spec, nn.Module]] | None = None,
     ) -> dict[str, Any]:
         """Train `model` in place on the training split with `recipe` (default: the spec's); returns a small log.
 
         With `distill`, the loss mixes the labels with the teacher's logits for each training case. `stop_after`
         stops after that many epochs of the recipe's schedule (a multi-fidelity rung), leaving `state` in the log,
-        which `resume` continues from."""
+        which `resume` continues from. `upstream`: a multi-stage candidate's stages trained before this one, by
+        name (a cascade's later stage learns from what the earlier ones pass on)."""
 
     @abstractmethod
     def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
@@ -183,6 +185,7 @@ class ClassificationTask(Task):
         self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
         recipe: TrainingSpec | None = None, distill: Distillation | None = None, device: str = "cpu",
         stop_after: int | None = None, resume: dict[str, Any] | None = None,
+        upstream: dict[str, tuple[Spec, nn.Module]] | None = None,
     ) -> dict[str, Any]:
         recipe = recipe or spec.training
         if not self.augments:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import SHARED
 
 from nas.data.ct import CTScan
 from nas.errors import DataError
-from nas.tasks.nodule.data import load_nodule_dataset, nodule_data
+from nas.tasks.nodule.data import HARD_NEGATIVE_COPIES, SCREENER_FALSE_POSITIVES, load_nodule_dataset, nodule_data
 from nas.tasks.nodule.volume import SLAB_OFFSETS, prepare
 
 SCANS = SHARED / "data" / "lidc"
@@ -76,6 +77,23 @@ def test_examples_for_both_stages(data):
     train_labels = d.inputs("train", "classify", 16)[1]
     assert int(train_labels.sum()) >= 1000  # the training patients' LIDC volumes, shifted copies
     assert [t.series_uid for _, t in d.froc_scans("val")] == [d.scans[i].series_uid for i in d.splits["train"]]
+
+
+def test_stage_two_learns_the_screeners_top_false_positives(data):
+    """The cascade rule: the seeds a screener ranks highest on the training scan, away from every finding, come
+    back as stage-2 negatives (HARD_NEGATIVE_COPIES each); which ones depends on the screener."""
+    _, d = data
+    def brightest(tiles):  # a "screener" that prefers dense tiles
+        return tiles.mean(axis=(1, 2, 3))
+
+    def darkest(tiles):
+        return -tiles.mean(axis=(1, 2, 3))
+
+    patches, labels = d.screener_false_positives(brightest, 16, 16)
+    assert patches.shape == (SCREENER_FALSE_POSITIVES * HARD_NEGATIVE_COPIES, 1, 16, 16, 16)
+    assert int(labels.sum()) == 0 and patches.dtype == torch.float32
+    other, _ = d.screener_false_positives(darkest, 16, 16)
+    assert patches.mean() > other.mean()  # the dense blobs a bright-loving screener passes on, not the dark ones
 
 
 def test_a_scan_without_lungs_is_refused_clearly():

@@ -37,6 +37,19 @@ if TYPE_CHECKING:  # the stages' modules need torch and scipy: they load when th
 
 __all__ = ["NoduleTask", "dense_baseline", "stage_of"]
 
+def positive_scores(model: nn.Module, batch: int = 256) -> Callable[[np.ndarray], np.ndarray]:
+    """A trained PyTorch stage as the pipeline runs a deployed one: float32 inputs -> nodule probabilities."""
+    import torch
+
+    def run(inputs: np.ndarray) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(torch.from_numpy(inputs[i:i + batch])) for i in range(0, len(inputs), batch)])
+        return torch.softmax(logits.double(), dim=1)[:, 1].numpy()
+
+    return run
+
+
 def stage_of(spec: Spec) -> str:
     """'classify' for a 3D family's spec, 'screen' for a 2D one."""
     return "classify" if spec.spatial_dims == 3 else "screen"
@@ -79,21 +92,34 @@ class NoduleTask(Task):
         self, model: nn.Module, spec: Spec, dataset: Dataset, *, seed: int, deadline: float | None,
         recipe: TrainingSpec | None = None, distill: Distillation | None = None, device: str = "cpu",
         stop_after: int | None = None, resume: dict[str, Any] | None = None,
+        upstream: dict[str, tuple[Spec, nn.Module]] | None = None,
     ) -> dict[str, Any]:
+        """Each stage on its examples; stage 2, trained after the screener, also on the screener's false positives
+        on the training scans (`NoduleData.screener_false_positives`): what it must reject in use."""
         if distill is not None:
             raise ConfigError("the nodule task does not distil; remove `distill` from the space's compression")
+        import torch
+
         from nas.tasks.nodule.data import nodule_data
         from nas.train import train_classifier
 
         stage = stage_of(spec)
-        inputs, labels = nodule_data(dataset).inputs("train", stage, spec.input_size)
+        data = nodule_data(dataset)
+        inputs, labels = data.inputs("train", stage, spec.input_size)
+        hard = 0
+        if stage == "classify" and upstream and "screen" in upstream:
+            screen_spec, screener = upstream["screen"]
+            more, more_labels = data.screener_false_positives(positive_scores(screener), screen_spec.input_size,
+                                                              spec.input_size)
+            inputs, labels, hard = torch.cat([inputs, more]), torch.cat([labels, more_labels]), len(more_labels)
         recipe = recipe or spec.training
         if stage == "classify":  # augmented when derived; the 2D affine in the loop does not apply to volumes
             recipe = recipe.model_copy(update={"augment": 0.0})
         log = train_classifier(model, inputs, labels, recipe, seed=seed, deadline=deadline, device=device,
                                stop_after=stop_after, resume=resume)
         return {"stage": stage, "examples": len(labels), "positives": int(labels.sum()),
-                "epoch_losses": log.epoch_losses, "train_seconds": log.seconds, "state": log.state}
+                "screener_false_positives": hard, "epoch_losses": log.epoch_losses, "train_seconds": log.seconds,
+                "state": log.state}
 
     def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
         from nas.tasks.nodule.data import nodule_data

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +60,9 @@ HARD_NEGATIVE_COPIES = 4
 SCAN_NEGATIVES = {"screen": 1000, "classify": 600}
 """Lung negatives per training scan and stage: the screener ranks about 1,700 seeds per scan, nearly all negative,
 so it sees many (2D tiles are cheap; 3D patches are not)."""
+SCREENER_FALSE_POSITIVES = 100
+"""Per training scan: the trained screener's top-ranked seeds away from every finding, which stage 2 learns to
+reject (`screener_false_positives`); about what a pipeline passes on per scan (the space's `candidates` reach 64)."""
 VOI_COPIES, VOI_SURROUNDINGS = 2, 1
 """Per training volume: shifted copies of its nodule, and patches of its surroundings (stage 2)."""
 SEED_NEGATIVE_FRACTION = 0.5
@@ -194,14 +198,33 @@ class NoduleData:
     def _negatives(self, index: int, count: int, avoid: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         """`count` lung negatives, SEED_NEGATIVE_FRACTION of them on seeds moved onto their blobs as candidates are
         (`recentre`: what stage 2 is handed in use), all MIN_SEPARATION_MM from `avoid`."""
-        seeds = self.prepared(index).seeds
-        others = np.asarray(avoid, dtype=np.float64).reshape(-1, 3)
-        if others.size and len(seeds):
-            seeds = seeds[np.min(np.linalg.norm(seeds[:, None] - others[None], axis=2), axis=1) >= MIN_SEPARATION_MM]
+        seeds = _away_from(self.prepared(index).seeds, avoid)
         wanted = round(count * SEED_NEGATIVE_FRACTION)
         on_seeds = list(recentre(self.prepared(index), seeds[rng.choice(len(seeds), wanted, replace=wanted > len(seeds))]
                                  )) if len(seeds) and wanted else []
         return on_seeds + self._places(index, count - len(on_seeds), avoid, rng, apart=False)
+
+    def screener_false_positives(self, screen: Callable[[np.ndarray], np.ndarray], tile: int,
+                                 size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 2's hardest negatives, by the cascade's rule: on each training scan, the seeds the trained
+        screener (`screen`: its tiles -> nodule scores) ranks highest at least MIN_SEPARATION_MM from every
+        finding, moved onto their blobs as in use: what stage 1 passes on that is not a nodule. Patches (labels 0),
+        HARD_NEGATIVE_COPIES each, augmented like stage 2's other training examples."""
+        rng = np.random.default_rng(SEED + 9)
+        patches = []
+        for index in self.splits["train"]:
+            prepared = self.prepared(index)
+            positions, _, marks = self._findings(index)
+            seeds = _away_from(prepared.seeds, list(positions) + list(marks))
+            if not len(seeds):
+                continue
+            scores = screen(to_model_input(seed_tiles(prepared, seeds, tile)))
+            top = recentre(prepared, seeds[np.argsort(-scores, kind="stable")[:SCREENER_FALSE_POSITIVES]])
+            patches += [_patch(prepared, _augmented(rng, index, c, 0, 3.0), size)
+                        for c in top for _ in range(HARD_NEGATIVE_COPIES)]
+        values = augment_3d(np.stack(patches), SEED + 9 + size) if patches else \
+            np.zeros((0, 1, size, size, size), np.float32)
+        return torch.from_numpy(to_model_input(values)), torch.zeros(len(values), dtype=torch.long)
 
     def _findings(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Grid positions of nodule-like findings (with their radii in voxels) and of non-nodule marks."""
@@ -358,6 +381,14 @@ class NoduleData:
                            "false positives passed on the nodule-free training scans (NoduleData.estimate)"
                            if self.estimated_val else "real scans"),
         }
+
+
+def _away_from(seeds: np.ndarray, avoid: list[np.ndarray]) -> np.ndarray:
+    """The seeds at least MIN_SEPARATION_MM from every point of `avoid` (grid positions)."""
+    others = np.asarray(avoid, dtype=np.float64).reshape(-1, 3)
+    if not others.size or not len(seeds):
+        return seeds
+    return seeds[np.min(np.linalg.norm(seeds[:, None] - others[None], axis=2), axis=1) >= MIN_SEPARATION_MM]
 
 
 def _augmented(rng: np.random.Generator, index: int, centre: np.ndarray, label: int, radius: float) -> Example:
