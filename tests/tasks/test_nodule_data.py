@@ -79,7 +79,7 @@ def test_examples_for_both_stages(data):
     assert [t.series_uid for _, t in d.froc_scans("val")] == [d.scans[i].series_uid for i in d.splits["train"]]
 
 
-def test_stage_two_learns_the_screeners_top_false_positives(data):
+def test_the_screeners_top_false_positives_are_mined_for_both_stages(data):
     """The cascade rule: the seeds a screener ranks highest on the training scan, away from every finding, come
     back as stage-2 negatives (HARD_NEGATIVE_COPIES each); which ones depends on the screener."""
     _, d = data
@@ -89,11 +89,13 @@ def test_stage_two_learns_the_screeners_top_false_positives(data):
     def darkest(tiles):
         return -tiles.mean(axis=(1, 2, 3))
 
-    patches, labels = d.screener_false_positives(brightest, 16, 16)
+    patches, labels = d.screener_false_positives(brightest, 16, "classify", 16)
     assert patches.shape == (SCREENER_FALSE_POSITIVES * HARD_NEGATIVE_COPIES, 1, 16, 16, 16)
     assert int(labels.sum()) == 0 and patches.dtype == torch.float32
-    other, _ = d.screener_false_positives(darkest, 16, 16)
+    other, _ = d.screener_false_positives(darkest, 16, "classify", 16)
     assert patches.mean() > other.mean()  # the dense blobs a bright-loving screener passes on, not the dark ones
+    tiles, _ = d.screener_false_positives(brightest, 16, "screen", 16)  # the screener's own second pass
+    assert tiles.shape == (SCREENER_FALSE_POSITIVES * HARD_NEGATIVE_COPIES, len(SLAB_OFFSETS), 16, 16)
 
 
 def test_a_scan_without_lungs_is_refused_clearly():

@@ -37,6 +37,15 @@ if TYPE_CHECKING:  # the stages' modules need torch and scipy: they load when th
 
 __all__ = ["NoduleTask", "dense_baseline", "stage_of"]
 
+MINING_SHARE = 1 / 3
+"""The screener's hard-negative pass: this share of its recipe's epochs (at least one), at this share of its rate."""
+
+
+def mining_pass(recipe: TrainingSpec) -> TrainingSpec:
+    return recipe.model_copy(update={"epochs": max(1, round(recipe.epochs * MINING_SHARE)),
+                                     "lr": recipe.lr * MINING_SHARE})
+
+
 def positive_scores(model: nn.Module, batch: int = 256) -> Callable[[np.ndarray], np.ndarray]:
     """A trained PyTorch stage as the pipeline runs a deployed one: float32 inputs -> nodule probabilities."""
     import torch
@@ -94,8 +103,9 @@ class NoduleTask(Task):
         stop_after: int | None = None, resume: dict[str, Any] | None = None,
         upstream: dict[str, tuple[Spec, nn.Module]] | None = None,
     ) -> dict[str, Any]:
-        """Each stage on its examples; stage 2, trained after the screener, also on the screener's false positives
-        on the training scans (`NoduleData.screener_false_positives`): what it must reject in use."""
+        """Each stage on its examples, with the screener's false positives on the training scans
+        (`NoduleData.screener_false_positives`): stage 2, trained after the screener, learns to reject them; the
+        screener itself, after a first pass, trains a second, shorter pass with its own (hard-negative mining)."""
         if distill is not None:
             raise ConfigError("the nodule task does not distil; remove `distill` from the space's compression")
         import torch
@@ -110,16 +120,24 @@ class NoduleTask(Task):
         if stage == "classify" and upstream and "screen" in upstream:
             screen_spec, screener = upstream["screen"]
             more, more_labels = data.screener_false_positives(positive_scores(screener), screen_spec.input_size,
-                                                              spec.input_size)
+                                                              stage, spec.input_size)
             inputs, labels, hard = torch.cat([inputs, more]), torch.cat([labels, more_labels]), len(more_labels)
         recipe = recipe or spec.training
         if stage == "classify":  # augmented when derived; the 2D affine in the loop does not apply to volumes
             recipe = recipe.model_copy(update={"augment": 0.0})
         log = train_classifier(model, inputs, labels, recipe, seed=seed, deadline=deadline, device=device,
                                stop_after=stop_after, resume=resume)
-        return {"stage": stage, "examples": len(labels), "positives": int(labels.sum()),
-                "screener_false_positives": hard, "epoch_losses": log.epoch_losses, "train_seconds": log.seconds,
-                "state": log.state}
+        out = {"stage": stage, "examples": len(labels), "positives": int(labels.sum()),
+               "screener_false_positives": hard, "epoch_losses": log.epoch_losses, "train_seconds": log.seconds,
+               "state": log.state}
+        if stage == "screen" and stop_after is None:
+            more, more_labels = data.screener_false_positives(positive_scores(model), spec.input_size, stage,
+                                                              spec.input_size)
+            second = train_classifier(model, torch.cat([inputs, more]), torch.cat([labels, more_labels]),
+                                      mining_pass(recipe), seed=seed + 1, deadline=deadline, device=device)
+            out |= {"screener_false_positives": len(more_labels), "mining_epoch_losses": second.epoch_losses,
+                    "train_seconds": log.seconds + second.seconds}
+        return out
 
     def sample_inputs(self, spec: Spec, dataset: Dataset, count: int | None = 16, split: str = "val") -> torch.Tensor:
         from nas.tasks.nodule.data import nodule_data

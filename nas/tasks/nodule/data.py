@@ -204,14 +204,16 @@ class NoduleData:
                                  )) if len(seeds) and wanted else []
         return on_seeds + self._places(index, count - len(on_seeds), avoid, rng, apart=False)
 
-    def screener_false_positives(self, screen: Callable[[np.ndarray], np.ndarray], tile: int,
+    def screener_false_positives(self, screen: Callable[[np.ndarray], np.ndarray], tile: int, stage: str,
                                  size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 2's hardest negatives, by the cascade's rule: on each training scan, the seeds the trained
-        screener (`screen`: its tiles -> nodule scores) ranks highest at least MIN_SEPARATION_MM from every
-        finding, moved onto their blobs as in use: what stage 1 passes on that is not a nodule. Patches (labels 0),
-        HARD_NEGATIVE_COPIES each, augmented like stage 2's other training examples."""
+        """The hardest negatives, mined with a trained screener (`screen`: its tiles -> nodule scores): on each
+        training scan, the seeds it ranks highest at least MIN_SEPARATION_MM from every finding, moved onto their
+        blobs as in use: what stage 1 passes on that is not a nodule. As `stage`'s inputs at `size` (labels 0),
+        HARD_NEGATIVE_COPIES each, augmented like its other training examples: stage 2 learns to reject them (the
+        cascade's rule), the screener's second pass to rank them lower."""
         rng = np.random.default_rng(SEED + 9)
-        patches = []
+        cut = _slab if stage == "screen" else _patch
+        parts = []
         for index in self.splits["train"]:
             prepared = self.prepared(index)
             positions, _, marks = self._findings(index)
@@ -220,10 +222,12 @@ class NoduleData:
                 continue
             scores = screen(to_model_input(seed_tiles(prepared, seeds, tile)))
             top = recentre(prepared, seeds[np.argsort(-scores, kind="stable")[:SCREENER_FALSE_POSITIVES]])
-            patches += [_patch(prepared, _augmented(rng, index, c, 0, 3.0), size)
-                        for c in top for _ in range(HARD_NEGATIVE_COPIES)]
-        values = augment_3d(np.stack(patches), SEED + 9 + size) if patches else \
-            np.zeros((0, 1, size, size, size), np.float32)
+            parts += [cut(prepared, _augmented(rng, index, c, 0, 3.0), size)
+                      for c in top for _ in range(HARD_NEGATIVE_COPIES)]
+        shape = (len(SLAB_OFFSETS), size, size) if stage == "screen" else (1, size, size, size)
+        values = np.stack(parts) if parts else np.zeros((0, *shape), np.float32)
+        if stage == "classify" and len(values):
+            values = augment_3d(values, SEED + 9 + size)
         return torch.from_numpy(to_model_input(values)), torch.zeros(len(values), dtype=torch.long)
 
     def _findings(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
