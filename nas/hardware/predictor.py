@@ -92,15 +92,15 @@ def kernel_features(onnx_path: Path, *, batch: int = 1, graph: GraphKind = "opti
     """The kernels of `onnx_path` at `batch`: of ONNX Runtime's optimised graph, or (to compare) the exported one."""
     import onnx
 
-    model = optimized_graph(onnx_path, batch=batch) if graph == "optimized" else \
-        _fixed_batch(onnx.load(str(onnx_path)), batch)
-    return features_of(model)
+    model = optimized_graph(onnx_path, batch=batch) if graph == "optimized" else onnx.load(str(onnx_path))
+    return features_of(model, batch=batch)
 
 
-def features_of(model: onnx.ModelProto) -> KernelFeatures:
-    """Sort every node of a graph with a static input shape into its kind, with its FLOPs and bytes."""
+def features_of(model: onnx.ModelProto, *, batch: int = 1) -> KernelFeatures:
+    """Sort every node of a graph (run at `batch`) into its kind, with its FLOPs and bytes."""
     from onnx import helper, numpy_helper
 
+    model = _fixed_batch(model, batch)
     tensors = _run_shapes(model)
     for init in model.graph.initializer:
         tensors[init.name] = (tuple(init.dims), numpy_helper.to_array(init).itemsize if init.dims else 4)
