@@ -59,10 +59,18 @@ def main() -> int:
     parser.add_argument("--holdout", type=int, default=30)
     parser.add_argument("--noise-repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: the profile's)")
+    parser.add_argument("--max-attempts", type=int, help="timings per candidate when disturbed (default: the "
+                        "profile's; 1 keeps a disturbed timing, labelled, instead of waiting for quiet)")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
 
     profile = load_profile(args.hardware)
+    if args.threads is not None:
+        profile = profile.model_copy(update={"threads": args.threads})
+    if args.max_attempts is not None:
+        profile = profile.model_copy(update={"protocol": profile.protocol.model_copy(
+            update={"max_attempts": args.max_attempts})})
     target = open_target(profile)
     space = for_data(for_precisions(load_space(args.space), [args.precision], profile.name),
                      (args.image_size, args.image_size))
@@ -91,7 +99,8 @@ def main() -> int:
     ms = [c.ms for c in candidates]
     first = candidates[0].measurement
     print(f"\n{profile.name}: {first.runtime_version} {args.precision}, {first.threads} threads, batch {first.batch}, "
-          f"on {first.device}; space {space.name} at {args.image_size} px, seed {args.seed}")
+          f"on {first.device}; space {space.name} at {args.image_size} px, seed {args.seed}; up to "
+          f"{profile.protocol.max_attempts} timings per candidate when disturbed")
     print(f"p50 of the {len(ms)} candidates: median {statistics.median(ms):.4f} ms, range {min(ms):.4f}-"
           f"{max(ms):.4f} ms; {sum(c.measurement.disturbed for c in candidates)} timings labelled disturbed")
     kernels = [total(c.features, 0) for c in candidates]
@@ -106,7 +115,8 @@ def main() -> int:
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps({
-            "hardware": profile.name, "image_size": args.image_size, "space": space.name, "seed": args.seed,
+            "hardware": profile.name, "threads": first.threads, "max_attempts": profile.protocol.max_attempts,
+            "image_size": args.image_size, "space": space.name, "seed": args.seed,
             "noise_ceiling": noise, "rows": rows,
             "candidates": [{"name": c.name, "summary": c.summary, "role": "fit" if i < most else "holdout",
                             "measured_ms": c.ms, "remeasured_ms": c.remeasured.p50_ms if c.remeasured else None,
