@@ -143,7 +143,7 @@ def run_measured(args: argparse.Namespace) -> int:
                                     [precision], profile.name), (args.image_size, args.image_size))
     result = calibrate_on_device(target, space, measure=args.measure, holdout=args.holdout, seed=args.seed,
                                  precision=precision, runtime=runtime, noise_repeats=args.noise_repeats,
-                                 input_size=args.image_size)
+                                 image_size=args.image_size)
     path = result.predictor.save(predictor_path(args.results, profile.name, runtime, precision))
     document = result.document(path)
     if args.json:

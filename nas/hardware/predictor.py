@@ -13,7 +13,9 @@ non-negative linear function of those plus one per-call intercept, fitted by non
 relative error (a +-10% target weighs a 0.05 ms model like a 5 ms one) with a small ridge chosen by leave-one-out.
 Shapes and element sizes come from running the optimised graph once on zeros, since ONNX shape inference does not
 know ONNX Runtime's contrib kernels. `nas.hardware.estimate` prices a graph for a device that cannot be reached, from
-published numbers; this module needs measurements of the device itself (`nas calibrate --measure`).
+published numbers; this module needs measurements of the device itself (`nas calibrate --measure`). The kernels are
+always read from this machine's ONNX Runtime: for a remote device or OpenVINO they describe the model, not exactly
+what that runtime runs (another CPU may get no NCHWc reorders), and the fit absorbs the difference per kind.
 Every estimate it makes says `method: estimated` and names the predictor.
 """
 
@@ -40,7 +42,9 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 KINDS = ("conv1x1", "dwconv", "conv", "gemm", "pool", "elementwise", "reorder", "quantize", "view")
-"""Kernel kinds; a convolution whose output is 1x1 in space (a squeeze-excitation layer) is a gemm."""
+"""Kernel kinds; a convolution whose output is 1x1 in space (a squeeze-excitation layer) is a gemm. Splitting each
+convolution kind by layout (ONNX Runtime's blocked NCHWc kernels vs plain ones, which pruned odd channel counts
+get) was tried on the 28-px benchmark's 70 timings: leave-one-out within +-10% 31% either way, so it is not done."""
 MEASURES = ("count", "mflop", "mbyte")
 FEATURES = ("intercept", *(f"{kind}.{measure}" for kind in KINDS for measure in MEASURES))
 GraphKind = Literal["optimized", "exported"]
@@ -210,7 +214,8 @@ class PredictorProvenance(BaseModel):
     method: str = "measured"
     """How the fitted points' latencies were taken: measured here, or remote (through an agent)."""
     space: str | None = None
-    input_size: int | None = None
+    image_size: int | None = None
+    """The images' size the space was narrowed to (input sizes above it not drawn)."""
 
 
 class LatencyPredictor(BaseModel):
@@ -242,9 +247,10 @@ class LatencyPredictor(BaseModel):
         """A latency record for `onnx_path`, labelled as an estimate by this predictor (nothing was timed)."""
         p = self.provenance
         ms = self.predict_ms(onnx_path)
-        return Measurement(
+        size = Path(onnx_path).stat().st_size
+        return Measurement(  # memory: the weights, which dominate at batch 1 (activations are not predicted)
             p50_ms=ms, p95_ms=ms, p99_ms=ms, mean_ms=ms, cv=0.0, runs=0, seconds=0.0, throughput_ips=None,
-            throughput_batch=None, peak_memory_mb=0.0, model_bytes=Path(onnx_path).stat().st_size, backend="estimate",
+            throughput_batch=None, peak_memory_mb=size / 2**20, model_bytes=size, backend="estimate",
             runtime_version=self.name, device=f"{p.device} (estimated)", precision=p.precision, batch=p.batch,
             threads=p.threads, method="estimated", load_avg=0.0,
         )

@@ -180,11 +180,11 @@ def noise_ceiling(candidates: Sequence[MeasuredCandidate]) -> dict[str, Any]:
 
 
 def provenance(target: Target, first: Measurement, *, runtime: str, points: int, space: SearchSpace,
-               input_size: int | None) -> PredictorProvenance:
+               image_size: int | None) -> PredictorProvenance:
     return PredictorProvenance(
         hardware=target.profile.name, device=first.device, runtime=runtime, runtime_version=first.runtime_version,
         precision=first.precision, threads=first.threads, batch=first.batch, points=points, fitted_at=utc_now(),
-        method=first.method, space=space.name, input_size=input_size)
+        method=first.method, space=space.name, image_size=image_size)
 
 
 @dataclass
@@ -207,7 +207,7 @@ class CalibrationRun:
                 for role, group in (("fit", self.fitted), ("holdout", self.held)) for c in group]
         return {"hardware": p.hardware, "runtime": p.runtime, "runtime_version": p.runtime_version,
                 "precision": p.precision, "device": p.device, "method": p.method, "threads": p.threads,
-                "batch": p.batch, "space": p.space, "input_size": p.input_size, "measured": len(self.fitted),
+                "batch": p.batch, "space": p.space, "image_size": p.image_size, "measured": len(self.fitted),
                 "holdout": len(self.held), "holdout_score": self.holdout.as_dict(), "noise_ceiling": self.noise,
                 "predictor": str(path) if path else None, "predictor_name": self.predictor.name,
                 "coefficients": self.predictor.coefficients, "ridge": self.predictor.ridge,
@@ -215,7 +215,7 @@ class CalibrationRun:
 
 
 def calibrate_on_device(target: Target, space: SearchSpace, *, measure: int, holdout: int, seed: int,
-                        precision: Precision, runtime: str, noise_repeats: int, input_size: int | None = None,
+                        precision: Precision, runtime: str, noise_repeats: int, image_size: int | None = None,
                         log: Log = stderr_log) -> CalibrationRun:
     """Measure `measure` + `holdout` candidates, fit on the first, score on the rest, and time a few held-out
     ones again for the noise ceiling."""
@@ -236,6 +236,6 @@ def calibrate_on_device(target: Target, space: SearchSpace, *, measure: int, hol
         fitted, held = candidates[:measure], candidates[measure:]
         remeasure(target, held[:noise_repeats], runtime=runtime, log=log)
     predictor = fit_predictor([c.point() for c in fitted], provenance=provenance(
-        target, fitted[0].measurement, runtime=runtime, points=len(fitted), space=space, input_size=input_size))
+        target, fitted[0].measurement, runtime=runtime, points=len(fitted), space=space, image_size=image_size))
     return CalibrationRun(predictor, fitted, held, score(predictor, held), noise_ceiling(held),
                           time.monotonic() - started)

@@ -15,7 +15,7 @@ def test_a_small_measured_calibration_fits_scores_and_saves(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # stdout holds the one document; progress went to stderr
     assert "measured 9/9" in proc.stderr and "re-measured 2/2" in proc.stderr
-    assert (doc["hardware"], doc["runtime"], doc["precision"], doc["space"], doc["input_size"]) == (
+    assert (doc["hardware"], doc["runtime"], doc["precision"], doc["space"], doc["image_size"]) == (
         "cpu-quick", "onnxruntime", "fp32", "xray-tiny", 28)
     assert (doc["measured"], doc["holdout"], doc["method"], doc["batch"]) == (6, 3, "measured", 1)
     assert doc["runtime_version"].startswith("onnxruntime ")

@@ -90,7 +90,7 @@ def test_the_optimised_graph_counts_one_kernel_where_the_export_has_three(tmp_pa
 def provenance(points: int) -> PredictorProvenance:
     return PredictorProvenance(hardware="cpu", device="AMD EPYC (x86_64)", runtime="onnxruntime",
                                runtime_version="onnxruntime 1.32.0", precision="fp32", threads=2, batch=1,
-                               points=points, fitted_at="2026-12-07T03:00:00+00:00", space="xray-tiny", input_size=28)
+                               points=points, fitted_at="2026-12-07T03:00:00+00:00", space="xray-tiny", image_size=28)
 
 
 @pytest.fixture(scope="module")
