@@ -106,12 +106,14 @@ def main() -> int:
     kernels = [total(c.features, 0) for c in candidates]
     print(f"kernels per model (optimised graph): median {statistics.median(kernels):.0f}; exported graph nodes: "
           f"median {statistics.median(total(c.exported_features, 0) for c in candidates):.0f}")
-    print(f"noise ceiling: {noise['within_10pct']:.0%} of {noise['pairs']} held-out models timed twice agree within "
-          f"+-10% (median difference {noise['median_abs_difference']:.1%})\n")
+    if noise["pairs"]:
+        print(f"noise ceiling: {noise['within_10pct']:.0%} of {noise['pairs']} held-out models timed twice agree "
+              f"within +-10% (median difference {noise['median_abs_difference']:.1%})")
+    print()
     print(f"{'N':>3}  {'method':<28} {'within +-10%':>12} {'median |err|':>12} {'Spearman':>9}")
     for r in rows:
         print(f"{r['N']:>3}  {r['method']:<28} {r['within_10pct']:>12.0%} {r['median_abs_error']:>12.1%} "
-              f"{r['spearman']:>9.3f}")
+              f"{float('nan') if r['spearman'] is None else r['spearman']:>9.3f}")
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps({

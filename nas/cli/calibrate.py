@@ -165,7 +165,8 @@ def _print_measured(doc: dict) -> None:
               f"{c['relative_error']:>+8.1%} {again}  {c['summary']}")
     ceiling = (f"{noise['within_10pct']:.0%} of {noise['pairs']} models timed twice agree within +-10% (median "
                f"difference {noise['median_abs_difference']:.1%})") if noise["pairs"] else "not measured"
+    rho = "undefined" if score["spearman"] is None else f"{score['spearman']:.3f}"
     print(f"\nheld out: {score['within_10pct']:.0%} within +-10%, median abs error {score['median_abs_error']:.1%}, "
-          f"Spearman {score['spearman']:.3f}")
+          f"Spearman {rho}")
     print(f"noise ceiling: {ceiling}")
     print(f"saved: {doc['predictor']}")

@@ -74,7 +74,8 @@ class HoldoutScore:
     """Share of held-out candidates predicted within +-TOLERANCE."""
     median_abs_error: float
     """Median |predicted / measured - 1|."""
-    spearman: float
+    spearman: float | None
+    """None where undefined: fewer than 3 held out, or every prediction equal."""
     predicted_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,7 +167,8 @@ def score(predictor: LatencyPredictor, held: Sequence[MeasuredCandidate], graph:
     measured = np.array([c.ms for c in held])
     errors = np.abs(predicted / measured - 1.0)
     rho = float(spearmanr(predicted, measured).statistic) if len(held) > 2 else float("nan")
-    return HoldoutScore(float(np.mean(errors <= TOLERANCE)), float(np.median(errors)), rho, predicted.tolist())
+    return HoldoutScore(float(np.mean(errors <= TOLERANCE)), float(np.median(errors)),
+                        None if np.isnan(rho) else rho, predicted.tolist())
 
 
 def noise_ceiling(candidates: Sequence[MeasuredCandidate]) -> dict[str, Any]:
