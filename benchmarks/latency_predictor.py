@@ -9,6 +9,19 @@ what the error comes from. The issue's target: >= 90% of held-out within +-10% a
 
     python benchmarks/latency_predictor.py                      # 28 px, the xray space, 10/20/40 fitted, 30 held out
     python benchmarks/latency_predictor.py --image-size 224 --json-out results/predictor-224.json
+
+Measured here (2026-12-07, 2-core AMD EPYC shared with two other engineers' searches: load average 3-4.5, every
+timing labelled disturbed; `--max-attempts 1`, so disturbed timings were kept rather than waited out; N=40,
+30 held out, 15 of them timed twice):
+
+    28 px, 2 threads:  noise ceiling 40% (median difference 14.4%); predictor 30% within +-10%, median error 14.6%,
+                       Spearman 0.92; exported graph 37% / 15.8%; FLOPs only 7% / 52%; kernel count only 17% / 26%
+    28 px, 1 thread:   noise ceiling 53% (9.7%); predictor 17% / 24.2%, Spearman 0.79
+    224 px, 2 threads: noise ceiling 0% (39.3%: the second pass ran 1.5-2x faster than the first); predictor 20% /
+                       41.9%, Spearman 0.88
+
+The target (90% within +-10%) cannot be judged on a machine whose two timings of one model agree within +-10% only
+40-53% of the time: a single held-out timing is as far from a second timing of itself as from the prediction.
 """
 
 from __future__ import annotations
