@@ -38,7 +38,7 @@ from nas.hardware import load_profile, open_target
 from nas.hardware.predictor import CalibrationPoint, KernelFeatures, fit_predictor
 from nas.search.calibration import (TOLERANCE, HoldoutScore, MeasuredCandidate, measure_candidates, noise_ceiling,
                                     remeasure, sample_specs, score)
-from nas.spaces import for_data, for_precisions, load_space
+from nas.spaces import for_data, load_space
 
 
 def line_fit(fitted: list[MeasuredCandidate], held: list[MeasuredCandidate], x_of) -> HoldoutScore:
@@ -85,8 +85,7 @@ def main() -> int:
         profile = profile.model_copy(update={"protocol": profile.protocol.model_copy(
             update={"max_attempts": args.max_attempts})})
     target = open_target(profile)
-    space = for_data(for_precisions(load_space(args.space), [args.precision], profile.name),
-                     (args.image_size, args.image_size))
+    space = for_data(load_space(args.space), (args.image_size, args.image_size))
     most = max(args.fit)
     specs = sample_specs(space, most + args.holdout, seed=args.seed, precision=args.precision)
     with tempfile.TemporaryDirectory(prefix="nas-predictor-bench-") as tmp:

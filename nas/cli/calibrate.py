@@ -116,7 +116,7 @@ def run_measured(args: argparse.Namespace) -> int:
     from nas.hardware.predictor import predictor_path
     from nas.hardware.runtime_choice import deployable_runtimes
     from nas.search.calibration import calibrate_on_device
-    from nas.spaces import for_data, for_precisions, load_space
+    from nas.spaces import for_data, load_space
     from nas.tasks import get_task
 
     if args.measure is None or args.holdout is None or not args.hardware:
@@ -139,8 +139,8 @@ def run_measured(args: argparse.Namespace) -> int:
     if runtime not in runtimes:
         raise ConfigError(f"--runtime {runtime} is not one profile {profile.name!r} can measure with here; "
                           f"runtimes: {', '.join(runtimes)}")
-    space = for_data(for_precisions(load_space(args.space or get_task(DEFAULT_TASK).default_space),
-                                    [precision], profile.name), (args.image_size, args.image_size))
+    # Every candidate is timed at --precision, whatever the space's own quant choices (sample_specs sets it).
+    space = for_data(load_space(args.space or get_task(DEFAULT_TASK).default_space), (args.image_size, args.image_size))
     result = calibrate_on_device(target, space, measure=args.measure, holdout=args.holdout, seed=args.seed,
                                  precision=precision, runtime=runtime, noise_repeats=args.noise_repeats,
                                  image_size=args.image_size)
