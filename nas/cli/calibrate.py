@@ -23,8 +23,8 @@ EXAMPLES = """examples:
   nas calibrate --hardware jetson-orin-agx
   nas calibrate --hardware jetson-orin-nano --json
   nas calibrate --hardware cpu --measure 40 --holdout 30          # fit a predictor on this CPU's own timings
-  nas calibrate --hardware jetson-orin-nano --measure 40 --holdout 20 --device-url http://jetson:8765 \
-      --device-token-file token
+  nas calibrate --hardware jetson-orin-nano --measure 40 --holdout 20 \\
+      --device-url http://jetson:8765 --device-token-file token
 """
 
 
