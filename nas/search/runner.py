@@ -150,7 +150,8 @@ def prepare(config: SearchConfig) -> SearchRun:
         raise ConfigError(unknown_name("strategy", config.strategy, STRATEGIES))
     one_shot = config.strategy == "one-shot"
     if one_shot:
-        if config.rungs or config.reduction_factor or config.brackets:
+        rungs = config.rungs is not None and parse_fidelity(config.rungs, None, None, None, "--rungs") is not None
+        if rungs or config.reduction_factor or config.brackets:  # `--rungs none` (full training) is fine
             raise ConfigError("--rungs, --reduction-factor and --brackets train candidates at several fidelities; "
                               "a --strategy one-shot search trains none (they inherit the supernet's weights): "
                               "leave them out, or use --strategy trials")
