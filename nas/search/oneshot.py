@@ -8,10 +8,10 @@ the deployed artifact); only phase 2's training is replaced, by `OneShot.inherit
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from filelock import FileLock
@@ -25,12 +25,10 @@ from nas.search.trial import INHERITED_FLAG, TrialContext, export_stage, score_o
 from nas.spaces import Distribution, SearchSpace
 from nas.spec import Spec
 from nas.supernet import (
-    CHECKPOINT, Supernet, SupernetRange, SupernetRecipe, calibration_batches, checkpoint_epochs, load_supernet,
+    CHECKPOINT, FAMILY, Supernet, SupernetRange, SupernetRecipe, calibration_batches, checkpoint_epochs, load_supernet,
     recalibrate_bn, train_supernet,
 )
-from nas.supernet._net import FAMILY
 
-log = logging.getLogger("nas")
 FINETUNED = "finetuned.json"
 """In a front member's trial folder: its result after fine-tuning, so a finalize run again does not repeat it."""
 SEED_OFFSET = 104_729
@@ -101,7 +99,6 @@ class OneShot:
         labels = torch.from_numpy(ctx.dataset.split("train").labels).long().reshape(-1)
         say(f"supernet: training {self.recipe.epochs - done} of {self.recipe.epochs} epoch(s) on "
             f"{len(labels)} images" + (f", resumed after epoch {done}" if done else "") + f" ({self.checkpoint})")
-        progress.phase("supernet")
         torch.manual_seed(self.recipe.seed)  # initial weights are part of what --seed fixes
         result = train_supernet(Supernet(self.span), images, labels, self.recipe, checkpoint=self.checkpoint,
                                 device=ctx.train_device,

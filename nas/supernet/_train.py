@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas import interrupt, progress
+from nas import interrupt
 from nas._io import atomic_write_bytes
 from nas.errors import StudyError, TrialError
 from nas.supernet._net import Supernet, SupernetRange
@@ -149,7 +149,6 @@ def train_supernet(net: Supernet, images: torch.Tensor, labels: torch.Tensor, re
     images, labels = images.to(device), labels.to(device)
     net.train()
     for epoch in range(log.resumed_from, recipe.epochs):
-        progress.epoch(epoch + 1, recipe.epochs)
         order = torch.randperm(len(labels), generator=generator)
         running, seen = 0.0, 0
         for s in range(steps_per_epoch):
