@@ -37,13 +37,17 @@ SEED_OFFSET = 104_729
 
 def one_shot_space(space: SearchSpace) -> SearchSpace:
     """The space as a one-shot search samples it: the dsconv family only (the supernet's), and the training knobs
-    that have a default pinned to it, since inherited weights make them have no effect the sampler could learn
-    from (the front's fine-tuning uses them). Fidelity rungs do not apply: nothing trains per trial."""
+    pinned to their defaults, since with inherited weights they have no effect the sampler could learn from (the
+    supernet and the front's fine-tuning use them). Fidelity rungs do not apply: nothing trains per trial."""
     if FAMILY not in space.families:
         raise ConfigError(f"{space.path}: --strategy one-shot needs the {FAMILY} family in the search space (it "
                           f"has {', '.join(space.families)}); use --strategy trials")
-    training = {k: v.default if isinstance(v, Distribution) and v.default is not None else v
-                for k, v in space.training.items()}
+    missing = [k for k, v in space.training.items() if isinstance(v, Distribution) and v.default is None]
+    if missing:
+        raise ConfigError(f"{space.path}: training.{missing[0]} is searched without a `default`; --strategy one-shot "
+                          "needs one for every training knob (the recipe the supernet and the front's fine-tuning "
+                          "use)")
+    training = {k: v.default if isinstance(v, Distribution) else v for k, v in space.training.items()}
     return space.model_copy(update={"families": {FAMILY: space.families[FAMILY]}, "training": training,
                                     "fidelity": None})
 

@@ -10,12 +10,16 @@ import sys
 import time
 
 import jsonschema
+import onnx
 import optuna
 import pytest
 
-from conftest import QUICK_PROFILE, REPO, TINY_XRAY, run_nas, schema
+from conftest import FIXTURES, QUICK_PROFILE, REPO, TINY_XRAY, run_nas, schema
+from nas.compress import load_model
 from nas.errors import ConfigError, StudyError
-from nas.search.runner import SearchConfig, prepare
+from nas.search.final import finalize
+from nas.search.runner import SearchConfig, prepare, run_search
+from nas.spec import Spec
 from nas.supernet import checkpoint_epochs
 
 ONE_SHOT = ["search", "--space", "xray-tiny", "--strategy", "one-shot", "--supernet-epochs", "1", "--epochs", "1",
@@ -116,3 +120,26 @@ def test_a_study_does_not_resume_under_another_strategy_and_one_shot_has_no_rung
         prepare(_config(tmp_path, study="r", strategy="one-shot", rungs="1,3"))
     with pytest.raises(ConfigError, match="unknown strategy 'oneshot'.*one-shot"):
         prepare(_config(tmp_path, study="t", strategy="oneshot"))
+
+
+@pytest.mark.slow
+def test_an_inherited_subnet_is_pruned_quantized_and_its_member_fine_tuned_as_every_trial(tmp_path):
+    config = _config(tmp_path, space=str(FIXTURES / "xray-tiny-compress.yaml"), trials=1, strategy="one-shot",
+                     supernet_epochs=1, member_epochs=1)
+    run = prepare(config)
+    run.study.enqueue_trial({"family": "dsconv", "prune_ratio": 0.5, "distill": False, "quant": "int8"})
+    run_search(config, run)
+    (trial,) = run.study.trials
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["weights"] == "inherited"
+    result = trial.user_attrs["result"]
+    assert result["spec"]["compression"]["channels"]  # pruned to the counts phase 1 planned and measured
+    assert len(result["train_log"]["finetune_epoch_losses"]) == 1  # and fine-tuned after pruning, as every trial
+
+    doc = finalize(run, log=lambda message: None)
+    (member,) = doc["members"]
+    assert member["weights"] == "fine-tuned" and member["latency"]["precision"] == "int8"
+    folder = run.context.trial_dir(0)
+    assert any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in onnx.load(folder / "model.onnx").graph.node)
+    spec = Spec.model_validate(member["spec"])
+    tuned = load_model(spec, folder / "model.pt")  # the shipped shapes, rebuilt from the spec alone
+    assert sum(p.numel() for p in tuned.parameters()) == member["params"]
