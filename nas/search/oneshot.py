@@ -73,8 +73,9 @@ class OneShot:
                   member_epochs: int, seed: int) -> OneShot:
         if supernet_epochs < 1:
             raise ConfigError(f"--supernet-epochs must be at least 1, got {supernet_epochs}")
-        if member_epochs < 0:
-            raise ConfigError(f"--member-epochs must be at least 0, got {member_epochs}")
+        if member_epochs < 1:
+            raise ConfigError(f"--member-epochs must be at least 1, got {member_epochs}: the front ships models "
+                              "trained as themselves, not inherited estimates")
         recipe = space.training_defaults()
         return cls(span=SupernetRange.from_space(space, in_channels=in_channels),
                    recipe=SupernetRecipe(epochs=supernet_epochs, lr=float(recipe["lr"]),
@@ -141,12 +142,10 @@ class OneShot:
         stage = ctx.task.candidate_of(r.spec, r.pipeline).main
         model = load_model(stage.spec, folder / "model.pt")  # inherited (and pruned, fine-tuned) weights
         epochs = min(self.member_epochs, ctx.max_epochs or self.member_epochs)
-        losses: list[float] = []
-        if epochs:
-            progress.phase("fine-tuning")
-            recipe = stage.spec.training.model_copy(update={"epochs": epochs})
-            losses = ctx.task.train(model, stage.spec, ctx.dataset, seed=ctx.seed + SEED_OFFSET + r.trial,
-                                    deadline=None, recipe=recipe, device=ctx.train_device)["epoch_losses"]
+        progress.phase("fine-tuning")
+        recipe = stage.spec.training.model_copy(update={"epochs": epochs})
+        losses = ctx.task.train(model, stage.spec, ctx.dataset, seed=ctx.seed + SEED_OFFSET + r.trial,
+                                deadline=None, recipe=recipe, device=ctx.train_device)["epoch_losses"]
         deployed = export_stage(ctx, stage, model, folder, r.runtime_choice)
         val, float_val = score_on_val(ctx, stage.spec, folder, deployed)
         (folder / "test_metrics.json").unlink(missing_ok=True)  # of the inherited weights, if any were scored
@@ -157,7 +156,7 @@ class OneShot:
                      f"{val[primary]:.4f} fine-tuned)")
         tuned = r.model_copy(update={
             "metrics": {"val": val}, "float_metrics": {"val": float_val}, "flags": flags,
-            "train_log": r.train_log | {"weights": "fine-tuned", "finetune_epochs": epochs,
+            "train_log": r.train_log | {"weights": "fine-tuned", "member_epochs": epochs,
                                         "member_epoch_losses": losses, "inherited_val": r.metrics["val"]}})
         write_json(folder / "result.json", tuned.model_dump(mode="json"))
         write_json(folder / FINETUNED, tuned.model_dump(mode="json"))

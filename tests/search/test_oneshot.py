@@ -120,6 +120,8 @@ def test_a_study_does_not_resume_under_another_strategy_and_one_shot_has_no_rung
         prepare(_config(tmp_path, study="r", strategy="one-shot", rungs="1,3"))
     with pytest.raises(ConfigError, match="unknown strategy 'oneshot'.*one-shot"):
         prepare(_config(tmp_path, study="t", strategy="oneshot"))
+    with pytest.raises(ConfigError, match="--member-epochs must be at least 1, got 0"):
+        prepare(_config(tmp_path, study="u", strategy="one-shot", member_epochs=0))
 
 
 @pytest.mark.slow
