@@ -9,6 +9,11 @@ from __future__ import annotations
 GRACE_PERIOD_S = 60
 """Seconds without a heartbeat before a running trial is failed and retried."""
 SAMPLERS = ("nsga2", "tpe", "gp", "random")
+STRATEGIES = ("trials", "one-shot")
+"""trials: every candidate trains; one-shot: one supernet trains per study and candidates inherit its weights."""
+SUPERNET_EPOCHS = 10
+MEMBER_EPOCHS = 3
+"""One-shot: epochs each front member is fine-tuned as a standalone model before it is reported."""
 
 EXPORT_FORMATS = ("onnx", "int8", "tensorrt")
 INT8_MAX_AUC_DROP = 0.01

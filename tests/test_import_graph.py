@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nas"
 UPPER = ("nas.search", "nas.report", "nas.cli", "nas.agent", "nas.clinical")
 """What drives a search or serves a result; the layers below must not reach up into them."""
 LOWER = ("nas.tasks", "nas.spaces", "nas.hardware", "nas.models", "nas.data", "nas.train", "nas.compress",
-         "nas.export", "nas.spec", "nas.metrics")
+         "nas.export", "nas.spec", "nas.metrics", "nas.supernet")
 
 
 def module_name(path: Path) -> str:

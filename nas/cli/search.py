@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nas import interrupt
 from nas.cli._common import add_device_options, add_json_option, add_study_options, err, print_json, study_name
-from nas.defaults import GRACE_PERIOD_S, SAMPLERS
+from nas.defaults import GRACE_PERIOD_S, MEMBER_EPOCHS, SAMPLERS, STRATEGIES, SUPERNET_EPOCHS
 from nas.errors import ConfigError, TrialError
 
 EPILOG = """examples:
@@ -18,6 +18,7 @@ EPILOG = """examples:
   nas search --task xray --hardware cpu --trials 40 --max-latency-ms 0.5 --objectives auc,latency_p50
   nas search --study xray-cpu --trials 30          # resume the study and take it to 30 trials
   nas search --data path/to/images --space xray-tiny --epochs 1 --trials 4
+  nas search --strategy one-shot --supernet-epochs 10 --member-epochs 3 --trials 200
 """
 
 
@@ -60,6 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warm-start", metavar="STUDY", type=study_name,
                    help="start from an earlier study's front (same task and profile, under --results); candidates "
                         "differing from its trained models only in compression start from those weights")
+    p.add_argument("--strategy", default="trials", choices=STRATEGIES,
+                   help="trials (default): every candidate trains; one-shot: one weight-sharing supernet trains "
+                        "per study, candidates inherit its weights (BatchNorm recalibrated), and the front's members "
+                        "are fine-tuned as standalone models before they are re-measured and tested")
+    p.add_argument("--supernet-epochs", type=int, default=SUPERNET_EPOCHS,
+                   help="one-shot: epochs the supernet trains, once per study (default %(default)s)")
+    p.add_argument("--member-epochs", type=int, default=MEMBER_EPOCHS,
+                   help="one-shot: epochs each front member is fine-tuned, capped by --epochs (default %(default)s)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
     p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed (default: none)")
     p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",

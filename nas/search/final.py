@@ -36,6 +36,11 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
     candidates = candidates or results  # none feasible: the unconstrained front, labelled (settled point 20)
     front = [r for r, on in zip(candidates, non_dominated([[o.value(r) for o in objectives] for r in candidates],
                                                           directions) if candidates else []) if on]
+    if ctx.one_shot is not None:  # settled point 21: inherited scores chose the front; it ships fine-tuned
+        inherited = [r for r in front if r.train_log.get("weights") == "inherited"]
+        say(f"fine-tuning {len(inherited)} front member(s) as standalone models "
+            f"({min(ctx.one_shot.member_epochs, ctx.max_epochs or ctx.one_shot.member_epochs)} epoch(s) each) ...")
+        front = [ctx.one_shot.finetune(ctx, r) if r in inherited else r for r in front]
     baselines = [r for r in results if r.spec.baseline]
     candidates_to_remeasure = {r.trial: r for r in front + baselines}
 
@@ -86,6 +91,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
                if r.latency_by_stage else {}),
             "latency_during_search": {"p50_ms": r.measurement.p50_ms, "p95_ms": r.measurement.p95_ms},
             "objectives": {o.name: o.value(r.model_copy(update={"measurement": m})) for o in objectives},
+            "weights": r.train_log.get("weights", "trained"),
             "compression": compression_effect(r), "flags": r.flags + ([retakes[r.trial]] if r.trial in retakes else []),
             "runtime_choice": r.runtime_choice.model_dump(mode="json") if r.runtime_choice else None,
             "artifacts": task.artifacts(ctx.trial_dir(r.trial)),
@@ -98,6 +104,7 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
         "task": settings.task,
         "hardware": settings.hardware,
         "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
+        "strategy": settings.strategy or {"name": "trials"},
         "constraints": settings.constraints.as_dict() | ({"latency_unit": task.latency_unit} if task.latency_unit
                                                           else {}),
         "target_sensitivity": settings.target_sensitivity,

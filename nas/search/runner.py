@@ -19,10 +19,11 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from nas import interrupt
+from nas.defaults import MEMBER_EPOCHS, STRATEGIES, SUPERNET_EPOCHS
 from nas._io import file_digest, write_json
 from nas.interrupt import graceful_stop
 from nas.progress import StudyProgress
-from nas.errors import ConfigError, StudyError
+from nas.errors import ConfigError, StudyError, unknown_name
 from nas.hardware import load_profile, open_target
 from nas.hardware.cache import MeasurementCache
 from nas.hardware.onnxruntime_cpu import available_threads
@@ -33,6 +34,7 @@ from nas.search.study import (
     default_study_name, fail_orphans, load_existing, make_sampler, open_storage, storage_url,
 )
 from nas.search.fidelity import Fidelity, parse_fidelity
+from nas.search.oneshot import OneShot, one_shot_space, strategy_settings
 from nas.search.warm_start import enqueue_front, load_warm_start
 from nas.search.trial import Infeasible, StoppedEarly, TrialContext, record_failure, run_trial
 from nas.spaces import Distribution, SearchSpace, baseline_params, for_data, for_precisions, load_space
@@ -100,6 +102,11 @@ class SearchConfig:
     warm_start: str | None = None
     """An earlier study (same task and profile) whose front is enqueued first and whose trained models
     compression-only variants start from."""
+    strategy: str = "trials"
+    """trials: every candidate trains; one-shot: candidates inherit the weights of one supernet per study."""
+    supernet_epochs: int = SUPERNET_EPOCHS
+    member_epochs: int = MEMBER_EPOCHS
+    """One-shot: epochs each front member is fine-tuned as a standalone model (capped by `epochs`)."""
 
 
 def run_fields() -> tuple[str, ...]:
@@ -139,7 +146,17 @@ def prepare(config: SearchConfig) -> SearchRun:
     target = open_target(profile, device_url=config.device_url, token_file=config.device_token_file,
                          ca_file=config.device_ca_file, allow_estimate=config.allow_estimate,
                          any_device=config.any_device)
-    fidelity = study_fidelity(config, space)
+    if config.strategy not in STRATEGIES:
+        raise ConfigError(unknown_name("strategy", config.strategy, STRATEGIES))
+    one_shot = config.strategy == "one-shot"
+    if one_shot:
+        rungs = config.rungs is not None and parse_fidelity(config.rungs, None, None, None, "--rungs") is not None
+        if rungs or config.reduction_factor or config.brackets:  # `--rungs none` (full training) is fine
+            raise ConfigError("--rungs, --reduction-factor and --brackets train candidates at several fidelities; "
+                              "a --strategy one-shot search trains none (they inherit the supernet's weights): "
+                              "leave them out, or use --strategy trials")
+        space = one_shot_space(space)
+    fidelity = None if one_shot else study_fidelity(config, space)
     fixed_teacher = teacher_from_path(config.teacher) if config.teacher else None
     budget = config.max_latency_ms if config.max_latency_ms is not None else task.latency_budget_ms(profile)
     objectives = resolve_objectives(config.objectives or task.default_objectives)
@@ -157,6 +174,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         data_fingerprint=dataset.fingerprint, seed=config.seed, epochs=config.epochs,
         latency_method={"local": "measured", "remote": "remote", "estimate": "estimated"}[target.how],
         fidelity=fidelity.model_dump() if fidelity else None,
+        strategy=strategy_settings(config.strategy, config.supernet_epochs),
     )
     storage = open_storage(storage_url(config.storage, Path(config.results), name), grace_period=config.grace_period)
     # Seeded by the history's length and the worker, so a resumed or parallel process does not replay the draws.
@@ -188,6 +206,9 @@ def prepare(config: SearchConfig) -> SearchRun:
         teacher=(lambda: fixed_teacher) if fixed_teacher else (lambda: best_in_study(study, results_dir / "trials")),
         fidelity=fidelity, objectives=objectives,
         measurements=MeasurementCache(Path(config.results) / CACHE_DIR / "measurements"), warm=warm,
+        one_shot=OneShot.for_study(space, in_channels=dataset.in_channels, results_dir=results_dir,
+                                   supernet_epochs=config.supernet_epochs, member_epochs=config.member_epochs,
+                                   seed=config.seed) if one_shot else None,
     )
     return SearchRun(study=study, context=context, settings=settings, created=created)
 
@@ -288,6 +309,12 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     best = _best(study, primary, objectives)
     try:
         with graceful_stop(), bar:
+            if ctx.one_shot is not None:  # trained once per study, before any trial; found finished if it was
+                try:
+                    ctx.one_shot.ready(ctx, lambda message: tqdm.write(message, file=sys.stderr))
+                except KeyboardInterrupt:
+                    run.interrupted = True
+                    return run
             while True:
                 if interrupt.STOP.is_set():
                     run.interrupted = True

@@ -52,11 +52,14 @@ class StudySettings(BaseModel):
     """measured (here), remote (an agent on the device) or estimated: a study never mixes them."""
     fidelity: dict[str, Any] | None = None
     """Multi-fidelity rungs: changing them would rank trials against records made under other rules."""
+    strategy: dict[str, Any] | None = None
+    """None: every candidate trains; one-shot: its supernet's epochs (a resume with other ones would compare
+    candidates scored with two supernets' weights)."""
 
     # What must match for a study to resume (settled point 12); seed and sampler may change between runs.
     STRICT: ClassVar[tuple[str, ...]] = ("task", "space_digest", "hardware_digest", "objectives", "max_latency_ms",
                                "min_sensitivity", "target_sensitivity", "data_fingerprint",
-                               "latency_method", "fidelity", "epochs")
+                               "latency_method", "fidelity", "epochs", "strategy")
 
     @property
     def constraints(self) -> Constraints:

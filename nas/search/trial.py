@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
@@ -38,11 +39,16 @@ from nas.tasks import Candidate, Stage, Task, target_at_batch
 from nas.train import Distillation
 from nas.train.teacher import Teacher, teacher_logits
 
+if TYPE_CHECKING:
+    from nas.search.oneshot import OneShot
+
 DEPLOYED_ONNX = "model.onnx"
 """What ships, is measured and is scored: the INT8 model for an int8 candidate."""
 FLOAT_ONNX = "model.fp32.onnx"
 """An int8 candidate's float export, kept so the cost of quantization stays visible."""
 FINETUNE_LR_SCALE = 0.1
+INHERITED_FLAG = ("weights inherited from the study's supernet (BatchNorm recalibrated), not trained: its "
+                  "validation figures are a search-time estimate")
 CHECKPOINT = "checkpoint.pt"
 """Weights and training state at the last rung reached, from which a promoted (or resumed) trial continues."""
 
@@ -83,6 +89,8 @@ class TrialContext:
     """Phase-1 latencies reused for shapes already timed on this machine (the front is always re-measured)."""
     warm: WarmStart | None = None
     """An earlier study's trained models, which compression-only variants start from."""
+    one_shot: OneShot | None = None
+    """`--strategy one-shot`: candidates inherit the study's supernet weights instead of training."""
 
     @property
     def profile(self) -> HardwareProfile:
@@ -177,13 +185,7 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     for stage in candidate.stages:
         artifacts[stage.name] = export_stage(ctx, stage, models[stage.name], candidate.folder(out, stage),
                                              choices[stage.name])
-    float_onnx = candidate.folder(out, candidate.main) / (FLOAT_ONNX if quant == "int8" else DEPLOYED_ONNX)
-    float_val = ctx.task.evaluate(float_onnx, spec, ctx.dataset, "val", threshold=None,
-                                  target_sensitivity=ctx.target_sensitivity)
-    val: dict[str, object] = dict(float_val)
-    if quant != "fp32":
-        val = dict(ctx.task.evaluate(artifacts[candidate.main.name], spec, ctx.dataset, "val", threshold=None,
-                                     target_sensitivity=ctx.target_sensitivity))
+    val, float_val = score_on_val(ctx, spec, candidate.folder(out, candidate.main), artifacts[candidate.main.name])
     scored = task.score_candidate(candidate, artifacts, ctx.dataset, "val")
     macs = stage_macs[candidate.main.name]
     if scored is not None:
@@ -203,6 +205,19 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
         (out / CHECKPOINT).unlink(missing_ok=True)
     write_json(out / "result.json", result.model_dump(mode="json"))
     return result
+
+
+def score_on_val(ctx: TrialContext, spec: Spec, folder: Path, deployed: Path | Predictor
+                 ) -> tuple[dict[str, object], dict[str, float]]:
+    """The deployed artifact's validation metrics, and the float model's beside them (the cost of quantization)."""
+    float_onnx = folder / (FLOAT_ONNX if spec.compression.quant == "int8" else DEPLOYED_ONNX)
+    float_val = ctx.task.evaluate(float_onnx, spec, ctx.dataset, "val", threshold=None,
+                                  target_sensitivity=ctx.target_sensitivity)
+    val: dict[str, object] = dict(float_val)
+    if spec.compression.quant != "fp32":
+        val = dict(ctx.task.evaluate(deployed, spec, ctx.dataset, "val", threshold=None,
+                                     target_sensitivity=ctx.target_sensitivity))
+    return val, float_val
 
 
 def plan_pruning(ctx: TrialContext, candidate: Candidate, models: dict[str, torch.nn.Module]) -> Candidate:
@@ -263,10 +278,14 @@ def train_candidate(
     ctx: TrialContext, trial: optuna.Trial, model: torch.nn.Module, partial: TrialResult, flags: list[str], *,
     seed: int, deadline: float | None, distill: Distillation | None,
 ) -> dict[str, object]:
-    """Phase 2's training, before compression: from an earlier study's trained model when this candidate differs
-    from it only in compression, else rung by rung (multi-fidelity), else in one go. Baselines always train fully:
-    they are the yardstick."""
+    """Phase 2's training, before compression: in a one-shot search, none (the supernet's weights, BatchNorm
+    recalibrated); from an earlier study's trained model when this candidate differs from it only in compression;
+    else rung by rung (multi-fidelity), else in one go. Baselines always train fully: they are the yardstick."""
     spec = partial.spec
+    if ctx.one_shot is not None and spec.baseline is None:
+        trial.set_user_attr("weights", "inherited")
+        flags.append(INHERITED_FLAG)
+        return ctx.one_shot.inherit(ctx, model, spec)
     trained = ctx.warm.trained_for(spec) if ctx.warm is not None and spec.baseline is None else None
     if trained is not None:
         try:
