@@ -69,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one-shot: epochs the supernet trains, once per study (default %(default)s)")
     p.add_argument("--member-epochs", type=int, default=MEMBER_EPOCHS,
                    help="one-shot: epochs each front member is fine-tuned, capped by --epochs (default %(default)s)")
+    p.add_argument("--latency-predictor", metavar="JSON",
+                   help="a predictor from `nas calibrate --measure` on this profile: candidates it puts over 3x the "
+                        "latency budget (--max-latency-ms or the profile's) are not timed, their latency labelled "
+                        "estimated (default: none, every candidate is timed)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
     p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed (default: none)")
     p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",

@@ -27,6 +27,7 @@ from nas.errors import ConfigError, StudyError, unknown_name
 from nas.hardware import load_profile, open_target
 from nas.hardware.cache import MeasurementCache
 from nas.hardware.onnxruntime_cpu import available_threads
+from nas.hardware.predictor import LatencyPredictor
 from nas.search.constraints import result_constraints
 from nas.search.objectives import resolve_objectives
 from nas.search.study import (
@@ -107,6 +108,9 @@ class SearchConfig:
     supernet_epochs: int = SUPERNET_EPOCHS
     member_epochs: int = MEMBER_EPOCHS
     """One-shot: epochs each front member is fine-tuned as a standalone model (capped by `epochs`)."""
+    latency_predictor: str | None = None
+    """A predictor fitted by `nas calibrate --measure` on this profile: candidates it puts far over the latency
+    budget are not timed (nas.search.trial.skip_by_prediction)."""
 
 
 def run_fields() -> tuple[str, ...]:
@@ -209,6 +213,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         one_shot=OneShot.for_study(space, in_channels=dataset.in_channels, results_dir=results_dir,
                                    supernet_epochs=config.supernet_epochs, member_epochs=config.member_epochs,
                                    seed=config.seed) if one_shot else None,
+        predictor=load_predictor(config.latency_predictor, target.profile.name) if config.latency_predictor else None,
     )
     return SearchRun(study=study, context=context, settings=settings, created=created)
 
@@ -232,6 +237,16 @@ def study_fidelity(config: SearchConfig, space: SearchSpace) -> Fidelity | None:
             return None
         fidelity = fidelity.model_copy(update={"rungs": rungs, "brackets": min(fidelity.brackets, len(rungs))})
     return fidelity.within(config.epochs or most, where)
+
+
+def load_predictor(path: str, profile: str) -> LatencyPredictor:
+    """The device-fitted predictor at `path`, refused when it was fitted on another profile."""
+    predictor = LatencyPredictor.load(Path(path))
+    if predictor.provenance.hardware != profile:
+        raise ConfigError(f"--latency-predictor {path} was fitted on profile {predictor.provenance.hardware!r}, this "
+                          f"search measures on {profile!r}; fit one here with `nas calibrate --hardware {profile} "
+                          "--measure 40 --holdout 20`")
+    return predictor
 
 
 def resolve_train_device(choice: str) -> str:
