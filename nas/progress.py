@@ -38,8 +38,11 @@ def clock(seconds: float) -> str:
 class StudyProgress:
     """The study's bar (terminal) or log lines (no terminal), fed by the trial's phases and epochs."""
 
-    def __init__(self, *, total: int, done: int, desc: str, terminal: bool, file: TextIO | None = None) -> None:
+    def __init__(self, *, total: int, done: int, desc: str, terminal: bool, file: TextIO | None = None,
+                 stop_at: float | None = None) -> None:
         self.total, self.done, self.terminal = total, min(done, total), terminal
+        self.stop_at = stop_at
+        """--timeout, as a time.monotonic(): no trial starts after it, so the ETA never runs past it and a trial."""
         self.file = file or sys.stderr
         self.bar = tqdm(total=total, initial=self.done, desc=desc, unit="trial", file=self.file,
                         disable=not terminal, dynamic_ncols=True, bar_format=BAR_FORMAT)
@@ -104,7 +107,12 @@ class StudyProgress:
         work = self.spent + self.fraction
         if work < 0.01:
             return float("nan")
-        return (time.monotonic() - self.started) / work * max(self.total - self.done - self.fraction, 0.0)
+        now = time.monotonic()
+        per_trial = (now - self.started) / work
+        left = per_trial * max(self.total - self.done - self.fraction, 0.0)
+        if self.stop_at is not None:
+            left = min(left, max(self.stop_at - now, 0.0) + per_trial * (1.0 - self.fraction))
+        return left
 
     def status(self) -> str:
         parts = [f"{self.trial}: {self.phase} ({clock(time.monotonic() - self.trial_started)})"] if self.trial else []

@@ -42,6 +42,24 @@ def test_in_a_terminal_the_bar_ticks_during_a_trial():
     assert len(clocks) >= 2 and "0/3" in drawn  # redrawn with a moving clock and a known ETA
 
 
+def test_with_a_timeout_the_eta_never_runs_past_it():
+    """A search of 10,000 trials stopped by --timeout 60 s: the ETA is what is left of the minute (and the running
+    trial), not 10,000 trials' worth."""
+    with StudyProgress(total=10_000, done=0, desc="s", terminal=False, file=io.StringIO(),
+                       stop_at=time.monotonic() + 60) as bar:
+        bar.start_trial("trial 0")
+        progress.phase("training")
+        progress.epoch(2, 2)
+        time.sleep(0.05)
+        assert 50 < bar.eta() <= 61
+    with StudyProgress(total=10_000, done=0, desc="s", terminal=False, file=io.StringIO()) as bar:
+        bar.start_trial("trial 0")
+        progress.phase("training")
+        progress.epoch(2, 2)
+        time.sleep(0.05)
+        assert bar.eta() > 100  # no timeout: every trial left counts
+
+
 def test_hooks_do_nothing_outside_a_search():
     progress.phase("measuring")
     progress.epoch(1, 1)

@@ -318,7 +318,8 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
     torch.set_num_threads(config.threads or available_threads())
     started = time.monotonic()
     done, _ = budget_state(study)
-    bar = StudyProgress(total=config.trials, done=done, desc=study.study_name, terminal=config.progress)
+    bar = StudyProgress(total=config.trials, done=done, desc=study.study_name, terminal=config.progress,
+                        stop_at=started + config.timeout if config.timeout is not None else None)
     task = ctx.task
     primary, primary_label = task.primary_metric, task.label(task.primary_metric)
     best = _best(study, primary, objectives)
