@@ -150,10 +150,17 @@ def test_jetson_profiles_load_and_the_alias_names_the_agx():
     assert all(profile.spec_sheet.sources for profile in profiles)  # every figure says where it was published
 
 
+def calibrate_args(*argv: str) -> argparse.Namespace:
+    """`nas calibrate ARGV` as the command line parses it (every option at its default)."""
+    from nas.cli.main import build_parser
+
+    return build_parser().parse_args(["calibrate", *argv])
+
+
 def test_calibrate_prints_one_json_document(agx_fit, capsys):
     from nas.cli import calibrate
 
-    assert calibrate.run(argparse.Namespace(hardware=AGX, json=True)) == 0
+    assert calibrate.run(calibrate_args("--hardware", AGX, "--json")) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["hardware"] == AGX
     fit = document["fit"]
@@ -166,7 +173,7 @@ def test_calibrate_prints_one_json_document(agx_fit, capsys):
 def test_calibrate_table_for_a_borrowed_fit(capsys):
     from nas.cli import calibrate
 
-    assert calibrate.run(argparse.Namespace(hardware=NX, json=False)) == 0
+    assert calibrate.run(calibrate_args("--hardware", NX)) == 0
     out = capsys.readouterr().out
     assert "fitted on jetson-orin-nano's points" in out and "overhead scaled x0.68 for its GPU clock" in out
     assert "resnet50" in out and "fit error: max" in out and "spec sheet: CUDA deviceQuery on an Orin NX" in out
@@ -175,7 +182,7 @@ def test_calibrate_table_for_a_borrowed_fit(capsys):
 def test_calibrate_reports_every_profile_with_a_spec_sheet_and_its_sources(capsys):
     from nas.cli import calibrate
 
-    assert calibrate.run(argparse.Namespace(hardware=None, json=True)) == 0
+    assert calibrate.run(calibrate_args("--json")) == 0
     documents = {d["hardware"]: d for d in json.loads(capsys.readouterr().out)["profiles"]}
     assert set(JETSONS) <= set(documents)
     for name in JETSONS:
