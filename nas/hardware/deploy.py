@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, TrialError
+from nas.export import PARITY_ATOL
 from nas.hardware.sessions import RUNTIMES, open_session
 
 if TYPE_CHECKING:
@@ -85,6 +86,19 @@ def probability_diff(model: nn.Module, predict: Predictor, inputs: np.ndarray) -
         expected = torch.softmax(model.eval()(torch.from_numpy(inputs)).double(), dim=1).numpy()
     got = torch.softmax(torch.from_numpy(predict(inputs)).double(), dim=1).numpy()
     return float(np.abs(got - expected).max())
+
+
+def deployed_parity(model: nn.Module, deployed: Path, run: Predictor, runtime: str, precision: str,
+                    inputs: np.ndarray) -> dict[str, object]:
+    """The deployed artifact, run by its runtime, against PyTorch on real inputs. A float artifact must agree
+    within PARITY_ATOL; an INT8 one is judged by its validation figures instead (its rounding is the point), so its
+    difference is recorded for the card only."""
+    diff = probability_diff(model, run, inputs)
+    if precision == "fp32" and diff > PARITY_ATOL:
+        raise TrialError(f"{deployed}: {runtime} class probabilities differ from PyTorch by up to {diff:.3g} "
+                         f"(tolerance {PARITY_ATOL})")
+    return {"file": deployed.name, "runtime": runtime, "precision": precision, "max_abs_diff": diff,
+            "tolerance": PARITY_ATOL if precision == "fp32" else None}
 
 
 def scored_artifact(choice: RuntimeChoice | None, artifact: Path | Predictor, float_onnx: Path,

@@ -20,10 +20,10 @@ from nas.compress import load_model
 from nas.compress.quantize import CALIBRATION_IMAGES
 from nas.data import Dataset
 from nas.defaults import EXPORT_FORMATS, INT8_MAX_AUC_DROP, REFER_RATE
-from nas.errors import ConfigError, StudyError, TrialError, unknown_name
-from nas.export import PARITY_ATOL, check_parity, preprocessing, to_onnx
+from nas.errors import ConfigError, StudyError, unknown_name
+from nas.export import check_parity, preprocessing, to_onnx
 from nas.hardware import load_profile, open_target
-from nas.hardware.deploy import Predictor, artifact_files, predictor, probability_diff, write_artifact
+from nas.hardware.deploy import Predictor, artifact_files, deployed_parity, predictor, write_artifact
 from nas.hardware.runtime_choice import deployed_runtime, runtime_target
 from nas.hardware.sessions import RUNTIMES
 from nas.hardware.tensorrt_engine import build_engine, import_tensorrt
@@ -135,7 +135,7 @@ def export_trial(
     deployed = write_artifact(runtime, precision, onnx_path, out, calibration, method=spec.compression.calibration)
     files += [f.name for f in artifact_files(deployed) if f != onnx_path]
     run = predictor(deployed, runtime)
-    deployed_parity = _deployed_parity(model, deployed, run, runtime, precision, task.sample_inputs(spec, dataset))
+    parity = deployed_parity(model, deployed, run, runtime, precision, task.sample_inputs(spec, dataset).numpy())
     # Compared with what the search recorded for this precision: the float model's metrics for a float export of
     # an INT8 candidate, else the scored artifact's.
     recorded = result.float_metrics.get("val", result.metrics["val"]) if precision == "fp32" else result.metrics["val"]
@@ -198,7 +198,7 @@ def export_trial(
         "calibration": calibration, "referral": referral,
         "latency": latency, "preprocessing": io,
         "data": {**dataset.describe(), "split_sizes": {s: len(dataset.split(s)) for s in ("train", "val", "test")}},
-        "parity_max_abs_diff": diff, "deployed_parity": deployed_parity,
+        "parity_max_abs_diff": diff, "deployed_parity": parity,
         "files": [*files, "io.json", "model_card.md", "model_card.json"],
     }
     write_model_card(out, card)
@@ -209,19 +209,6 @@ def _logits(run: Predictor, task: Task, spec: Spec, dataset: Dataset, split: str
     """The deployed artifact's logits on a whole split, run by its runtime: temperature scaling needs logits, not
     probabilities."""
     return run(task.sample_inputs(spec, dataset, None, split=split).numpy())
-
-
-def _deployed_parity(model: torch.nn.Module, deployed: Path, run: Predictor, runtime: str, precision: str,
-                     inputs: torch.Tensor) -> dict[str, Any]:
-    """The deployed artifact, run by its runtime, against PyTorch on real images. A float artifact must agree
-    within PARITY_ATOL; an INT8 one is judged by its validation AUC instead (its rounding is the point), so its
-    difference is recorded for the card only."""
-    diff = probability_diff(model, run, inputs.numpy())
-    if precision == "fp32" and diff > PARITY_ATOL:
-        raise TrialError(f"{deployed}: {runtime} class probabilities differ from PyTorch by up to {diff:.3g} "
-                         f"(tolerance {PARITY_ATOL})")
-    return {"file": deployed.name, "runtime": runtime, "precision": precision, "max_abs_diff": diff,
-            "tolerance": PARITY_ATOL if precision == "fp32" else None}
 
 
 def _choice_summary(result: TrialResult) -> dict[str, Any] | None:
