@@ -46,19 +46,6 @@ def mining_pass(recipe: TrainingSpec) -> TrainingSpec:
                                      "lr": recipe.lr * MINING_SHARE})
 
 
-def positive_scores(model: nn.Module, batch: int = 256) -> Callable[[np.ndarray], np.ndarray]:
-    """A trained PyTorch stage as the pipeline runs a deployed one: float32 inputs -> nodule probabilities."""
-    import torch
-
-    def run(inputs: np.ndarray) -> np.ndarray:
-        model.eval()
-        with torch.no_grad():
-            logits = torch.cat([model(torch.from_numpy(inputs[i:i + batch])) for i in range(0, len(inputs), batch)])
-        return torch.softmax(logits.double(), dim=1)[:, 1].numpy()
-
-    return run
-
-
 def stage_of(spec: Spec) -> str:
     """'classify' for a 3D family's spec, 'screen' for a 2D one."""
     return "classify" if spec.spatial_dims == 3 else "screen"
@@ -110,7 +97,9 @@ class NoduleTask(Task):
             raise ConfigError("the nodule task does not distil; remove `distill` from the space's compression")
         import torch
 
+        from nas.export import torch_predictor
         from nas.tasks.nodule.data import nodule_data
+        from nas.tasks.nodule.pipeline import probabilities
         from nas.train import train_classifier
 
         stage = stage_of(spec)
@@ -119,8 +108,8 @@ class NoduleTask(Task):
         hard = 0
         if stage == "classify" and upstream and "screen" in upstream:
             screen_spec, screener = upstream["screen"]
-            more, more_labels = data.screener_false_positives(positive_scores(screener), screen_spec.input_size,
-                                                              stage, spec.input_size)
+            more, more_labels = data.screener_false_positives(probabilities(torch_predictor(screener)),
+                                                              screen_spec.input_size, stage, spec.input_size)
             inputs, labels, hard = torch.cat([inputs, more]), torch.cat([labels, more_labels]), len(more_labels)
         recipe = recipe or spec.training
         if stage == "classify":  # augmented when derived; the 2D affine in the loop does not apply to volumes
@@ -131,8 +120,8 @@ class NoduleTask(Task):
                "screener_false_positives": hard, "epoch_losses": log.epoch_losses, "train_seconds": log.seconds,
                "state": log.state}
         if stage == "screen" and stop_after is None:
-            more, more_labels = data.screener_false_positives(positive_scores(model), spec.input_size, stage,
-                                                              spec.input_size)
+            more, more_labels = data.screener_false_positives(probabilities(torch_predictor(model)),
+                                                              spec.input_size, stage, spec.input_size)
             second = train_classifier(model, torch.cat([inputs, more]), torch.cat([labels, more_labels]),
                                       mining_pass(recipe), seed=seed + 1, deadline=deadline, device=device)
             out |= {"screener_false_positives": len(more_labels), "mining_epoch_losses": second.epoch_losses,
