@@ -93,12 +93,10 @@ def match(truth: ScanTruth, candidates: Sequence[Candidate]) -> tuple[np.ndarray
     """Each reference nodule's best hit score (-inf when missed) and the scores of the false positives."""
     best = np.full(len(truth.nodules), -np.inf)
     false_positives: list[float] = []
-    for c in candidates:
-        point = np.asarray(c.world_mm, dtype=np.float64)
-        hits = _within(point, truth.nodules)
+    for c, hits in zip(candidates, hits_by_candidate(truth, candidates)):
         if hits:
-            best[hits] = np.maximum(best[hits], c.score)
-        elif not _within(point, truth.excluded):
+            best[list(hits)] = np.maximum(best[list(hits)], c.score)
+        elif hits is None:
             false_positives.append(float(c.score))
     return best, false_positives
 
