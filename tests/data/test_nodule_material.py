@@ -9,13 +9,16 @@ from conftest import SHARED
 from nas.tasks.nodule.froc import estimated_froc
 from nas.tasks.nodule.material import (
     CROP_PIXEL_MM,
+    SHIFT,
+    SLAB_COPIES,
     SLICES_FILE,
     VOIS_DIR,
     VOTE_RULE,
     crop_positions,
     find_material,
 )
-from nas.tasks.nodule.volume import thin
+from nas.tasks.nodule.material import _cut
+from nas.tasks.nodule.volume import SLAB_OFFSETS, thin
 
 DATA = SHARED / "data"
 pytestmark = pytest.mark.skipif(not (DATA / SLICES_FILE).is_file() or not (DATA / VOIS_DIR).is_dir(),
@@ -67,6 +70,26 @@ def test_volume_patches_centre_the_nodule_and_surroundings_miss_it(material):
     centre = patches[labels == 1][:, 0, 8, 8, 8]
     around = patches[labels == 0][:, 0, 8, 8, 8]
     assert np.median(centre) > 0.5 > np.median(around)  # nodule tissue (> -300 HU) against mostly lung
+
+
+def test_training_slabs_of_a_volume_are_shifted_in_depth_within_half_its_radius(material):
+    vois = material.split_vois("val")
+    plain = material.voi_slabs("val", 16, np.random.default_rng(0), augment=False)
+    shifted = material.voi_slabs("val", 16, np.random.default_rng(0), augment=True)
+    assert len(plain) == len(vois) and len(shifted) == SLAB_COPIES * len(vois)
+    depths, slab = [], max(SLAB_OFFSETS)
+    for n, v in enumerate(vois):
+        centre = np.rint(v.centre).astype(int)
+        reach = int(v.radius / 2)
+        for tile in shifted[SLAB_COPIES * n: SLAB_COPIES * (n + 1)]:
+            # the slab is the volume's three slices around some (dz, dy, dx) within the allowed shifts
+            found = [dz for dz in range(-reach, reach + 1) for dy in range(-SHIFT, SHIFT + 1)
+                     for dx in range(-SHIFT, SHIFT + 1)
+                     if np.array_equal(tile, _cut(v.values, centre + [dz - slab, dy - 8, dx - 8],
+                                                  (2 * slab + 1, 16, 16))[[slab + o for o in SLAB_OFFSETS]])]
+            assert found, f"volume {n}: a slab that is no allowed shift of its nodule's centre"
+            depths.append(found[0])
+    assert sum(d != 0 for d in depths) > len(depths) / 3  # most volumes are deep enough to shift
 
 
 def test_thin_keeps_the_centre_and_mirrors_the_rest():

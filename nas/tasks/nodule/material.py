@@ -3,7 +3,8 @@ the volumes of `lidc_vois/`, split by patient (`nas.data.lidc_vois.patient_split
 
 Stage 1 (2D screener, 3-slice slab tiles on the 1 mm grid, windowed as the pipeline windows a scan):
 - positives: a tile centred on each crop's outline where at least VOTE_RULE of the 4 readers outlined the nodule
-  (LUNA16 counts a nodule marked by >= 3 of 4 readers), and the slab through each volume's nodule centre;
+  (LUNA16 counts a nodule marked by >= 3 of 4 readers), and slabs through each volume's nodule (in training,
+  SLAB_COPIES of them, shifted up to half its radius in depth);
 - negatives: tiles of the same crops that hold no pixel any reader outlined (vessels, pleura, airway walls beside the
   nodule: the hard cases). Lung tiles of the training scans are added by `nas.tasks.nodule.data`.
 Crops are single slices, so their slab repeats the slice in all three channels; their grey levels go back to HU
@@ -48,6 +49,8 @@ CROP_NEGATIVES = 2
 NEGATIVE_STRIDE = 2
 SHIFT = 2
 """Positives (both stages) are shifted up to this many voxels: seeds and refined candidates land near centres."""
+SLAB_COPIES = 3
+"""Stage-1 training slabs per volume (`voi_slabs`)."""
 SURROUNDINGS_MM = 3.0
 """A surroundings negative is centred at least this far outside the nodule's radius."""
 CACHE_VERSION = 1
@@ -205,13 +208,21 @@ class LidcMaterial:
         return self._vois[split]
 
     def voi_slabs(self, split: str, size: int, rng: np.random.Generator, augment: bool) -> np.ndarray:
-        """Stage-1 positives: the slab through each volume's nodule centre (N, 3, size, size)."""
+        """Stage-1 positives (N, 3, size, size): the slab through each volume's nodule centre; augmented, instead
+        SLAB_COPIES slabs each, shifted in plane and up to half the radius in depth. A seed sits on the slice of its
+        blob's strongest response, often not the nodule's middle one, and these are the only positives whose three
+        slices differ (a crop repeats its one slice): without depth shifts the screener scored nodules seeded a slice or
+        two off their middle far below the middle itself."""
         reach = max(SLAB_OFFSETS)
         out = []
         for v in self.split_vois(split):
-            c = np.rint(v.centre).astype(int) + (rng.integers(-SHIFT, SHIFT + 1, 3) * [0, 1, 1] if augment else 0)
-            block = _cut(v.values, c - [reach, size // 2, size // 2], (2 * reach + 1, size, size))
-            out.append(block[[reach + o for o in SLAB_OFFSETS]])
+            for _ in range(SLAB_COPIES if augment else 1):
+                shift = rng.integers(-SHIFT, SHIFT + 1, 3) * [0, 1, 1] if augment else np.zeros(3, int)
+                if augment:
+                    shift[0] = rng.integers(-int(v.radius / 2), int(v.radius / 2) + 1)
+                c = np.rint(v.centre).astype(int) + shift
+                block = _cut(v.values, c - [reach, size // 2, size // 2], (2 * reach + 1, size, size))
+                out.append(block[[reach + o for o in SLAB_OFFSETS]])
         return np.stack(out) if out else np.zeros((0, len(SLAB_OFFSETS), size, size), np.float32)
 
     def voi_patches(self, split: str, size: int, rng: np.random.Generator, copies: int,
