@@ -73,6 +73,9 @@ def main() -> int:
     parser.add_argument("--noise-repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="intra-op threads (default: the profile's)")
+    parser.add_argument("--sessions", type=int, help="fresh processes per timing, the fastest kept (default: the "
+                        "profile's)")
+    parser.add_argument("--min-seconds", type=float, help="timed seconds per process (default: the profile's)")
     parser.add_argument("--max-attempts", type=int, help="timings per candidate when disturbed (default: the "
                         "profile's; 1 keeps a disturbed timing, labelled, instead of waiting for quiet)")
     parser.add_argument("--json-out", type=Path)
@@ -84,6 +87,9 @@ def main() -> int:
     if args.max_attempts is not None:
         profile = profile.model_copy(update={"protocol": profile.protocol.model_copy(
             update={"max_attempts": args.max_attempts})})
+    for field, value in (("sessions", args.sessions), ("min_seconds", args.min_seconds)):
+        if value is not None:
+            profile = profile.model_copy(update={"protocol": profile.protocol.model_copy(update={field: value})})
     target = open_target(profile)
     space = for_data(load_space(args.space), (args.image_size, args.image_size))
     most = max(args.fit)
@@ -112,7 +118,8 @@ def main() -> int:
     first = candidates[0].measurement
     print(f"\n{profile.name}: {first.runtime_version} {args.precision}, {first.threads} threads, batch {first.batch}, "
           f"on {first.device}; space {space.name} at {args.image_size} px, seed {args.seed}; up to "
-          f"{profile.protocol.max_attempts} timings per candidate when disturbed")
+          f"{profile.protocol.max_attempts} timings per candidate when disturbed; each timed in "
+          f"{profile.protocol.sessions} fresh process(es) of {profile.protocol.min_seconds:g} s, the fastest kept")
     print(f"p50 of the {len(ms)} candidates: median {statistics.median(ms):.4f} ms, range {min(ms):.4f}-"
           f"{max(ms):.4f} ms; {sum(c.measurement.disturbed for c in candidates)} timings labelled disturbed")
     kernels = [total(c.features, 0) for c in candidates]
@@ -130,6 +137,7 @@ def main() -> int:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps({
             "hardware": profile.name, "threads": first.threads, "max_attempts": profile.protocol.max_attempts,
+            "sessions": profile.protocol.sessions, "min_seconds": profile.protocol.min_seconds,
             "image_size": args.image_size, "space": space.name, "seed": args.seed,
             "noise_ceiling": noise, "rows": rows,
             "candidates": [{"name": c.name, "summary": c.summary, "role": "fit" if i < most else "holdout",

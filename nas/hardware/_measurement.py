@@ -72,6 +72,8 @@ class Measurement(BaseModel):
     """Set when this record was not timed now but reused from the measurement cache: where and when it was."""
     disturbance: Disturbance | None = None
     """Local CPU timings: how disturbed the kept timing was; None where it is not assessed (GPU, remote)."""
+    session_p50_ms: list[float] | None = None
+    """With the protocol's `sessions` > 1: each fresh process's p50 (this record is the fastest one's timing)."""
 
     @property
     def stable(self) -> bool:

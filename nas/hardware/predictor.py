@@ -216,6 +216,8 @@ class PredictorProvenance(BaseModel):
     space: str | None = None
     image_size: int | None = None
     """The images' size the space was narrowed to (input sizes above it not drawn)."""
+    sessions: int = 1
+    """Fresh processes each point was timed in, the fastest kept (the profile's protocol.sessions)."""
 
 
 class LatencyPredictor(BaseModel):

@@ -207,7 +207,7 @@ def provenance(target: Target, first: Measurement, *, runtime: str, points: int,
     return PredictorProvenance(
         hardware=target.profile.name, device=first.device, runtime=runtime, runtime_version=first.runtime_version,
         precision=first.precision, threads=first.threads, batch=first.batch, points=points, fitted_at=utc_now(),
-        method=first.method, space=space.name, image_size=image_size)
+        method=first.method, space=space.name, image_size=image_size, sessions=target.profile.protocol.sessions)
 
 
 @dataclass
@@ -230,7 +230,8 @@ class CalibrationRun:
                 for role, group in (("fit", self.fitted), ("holdout", self.held)) for c in group]
         return {"hardware": p.hardware, "runtime": p.runtime, "runtime_version": p.runtime_version,
                 "precision": p.precision, "device": p.device, "method": p.method, "threads": p.threads,
-                "batch": p.batch, "space": p.space, "image_size": p.image_size, "measured": len(self.fitted),
+                "batch": p.batch, "sessions": p.sessions, "space": p.space, "image_size": p.image_size,
+                "measured": len(self.fitted),
                 "holdout": len(self.held), "holdout_score": self.holdout.as_dict(), "noise_ceiling": self.noise,
                 "predictor": str(path) if path else None, "predictor_name": self.predictor.name,
                 "coefficients": self.predictor.coefficients, "ridge": self.predictor.ridge,

@@ -10,14 +10,16 @@ from nas.hardware.predictor import FEATURES, LatencyPredictor
 
 def test_a_small_measured_calibration_fits_scores_and_saves(tmp_path):
     proc = run_nas("calibrate", "--hardware", str(QUICK_PROFILE), "--space", "xray-tiny", "--measure", "6",
-                   "--holdout", "3", "--noise-repeats", "2", "--json", "--results", str(tmp_path / "results"),
+                   "--holdout", "3", "--noise-repeats", "2", "--sessions", "2", "--json",
+                   "--results", str(tmp_path / "results"),
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # stdout holds the one document; progress went to stderr
     assert "measured 9/9" in proc.stderr and "re-measured 2/2" in proc.stderr
     assert (doc["hardware"], doc["runtime"], doc["precision"], doc["space"], doc["image_size"]) == (
         "cpu-quick", "onnxruntime", "fp32", "xray-tiny", 28)
-    assert (doc["measured"], doc["holdout"], doc["method"], doc["batch"]) == (6, 3, "measured", 1)
+    assert (doc["measured"], doc["holdout"], doc["method"], doc["batch"], doc["sessions"]) == (
+        6, 3, "measured", 1, 2)
     assert doc["runtime_version"].startswith("onnxruntime ")
     rows = doc["candidates"]
     assert [r["role"] for r in rows] == ["fit"] * 6 + ["holdout"] * 3
@@ -37,8 +39,8 @@ def test_a_small_measured_calibration_fits_scores_and_saves(tmp_path):
     saved = LatencyPredictor.load(path)
     assert saved.coefficients == doc["coefficients"] and set(saved.coefficients) == set(FEATURES)
     assert all(v >= 0 for v in saved.coefficients.values())
-    assert (saved.provenance.points, saved.provenance.hardware, saved.provenance.threads) == (6, "cpu-quick",
-                                                                                             doc["threads"])
+    assert (saved.provenance.points, saved.provenance.hardware, saved.provenance.threads,
+            saved.provenance.sessions) == (6, "cpu-quick", doc["threads"], 2)
 
 
 def test_a_measured_calibration_needs_both_counts_and_a_device(tmp_path):
@@ -50,3 +52,6 @@ def test_a_measured_calibration_needs_both_counts_and_a_device(tmp_path):
     precision = run_nas("calibrate", "--hardware", str(QUICK_PROFILE), "--measure", "6", "--holdout", "3",
                         "--precision", "fp16", cwd=tmp_path)
     assert precision.returncode == 2 and "fp32, int8" in precision.stderr
+    sessions = run_nas("calibrate", "--hardware", str(QUICK_PROFILE), "--measure", "6", "--holdout", "3",
+                       "--sessions", "0", cwd=tmp_path)
+    assert sessions.returncode == 2 and "--sessions must be 1 or more" in sessions.stderr

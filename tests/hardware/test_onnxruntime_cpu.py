@@ -74,6 +74,14 @@ def test_measurement_statistics_and_provenance(profile, small_onnx):
     assert m.model_bytes == small_onnx[0].stat().st_size
 
 
+def test_several_sessions_keep_the_fastest_process(profile, small_onnx):
+    three = profile.model_copy(update={"protocol": profile.protocol.model_copy(update={"sessions": 3})})
+    m = measure(small_onnx[0], three, "fp32", SMALL.input_shape)
+    assert m.session_p50_ms is not None and len(m.session_p50_ms) == 3
+    assert m.p50_ms == min(m.session_p50_ms) and m.method == "measured"
+    assert measure(small_onnx[0], profile, "fp32", SMALL.input_shape).session_p50_ms is None
+
+
 def test_bigger_model_is_slower(profile, small_onnx, tmp_path):
     big_path, big_macs = _export(BIG, tmp_path / "big.onnx")
     assert big_macs >= 20 * small_onnx[1], "the two models must differ enough for timing to tell them apart"
