@@ -69,13 +69,16 @@ class Limits:
     """Timings of one model, retakes of a disturbed one included."""
     quiet_wait_s: float = 30.0
     """The most one measurement waits, in all, for a disturbed machine to quiet."""
+    sessions: int = 10
+    """Fresh timing processes per model (each with its own attempts and wait)."""
 
     @property
     def max_request_s(self) -> float:
         """The longest one request may hold the measuring lock: every attempt's timing process killed at its
-        timeout, with the pause between attempts."""
+        timeout, with the pause between attempts. A request asking for several sessions must fit in it too
+        (`request_s`)."""
         worst = Protocol(warmup_s=self.warmup_s, max_seconds=self.seconds, min_seconds=self.seconds)
-        return self.max_attempts * (timer_timeout_s(worst) + 1.0) + self.quiet_wait_s
+        return request_s(worst.model_copy(update={"max_attempts": self.max_attempts, "quiet_wait_s": self.quiet_wait_s}))
 
     def published(self) -> dict[str, Any]:
         return {**asdict(self), "max_request_s": self.max_request_s}
@@ -101,12 +104,21 @@ class Limits:
             ("protocol.percentiles (count)", len(p.percentiles), self.percentiles),
             ("protocol.max_attempts", p.max_attempts, self.max_attempts),
             ("protocol.quiet_wait_s", p.quiet_wait_s, self.quiet_wait_s),
+            ("protocol.sessions", p.sessions, self.sessions),
+            ("the request's longest time (s: sessions x attempts x each timing's timeout, plus waits)",
+             request_s(p), self.max_request_s),
         ]
         found = [f"{field} {value:g} is above this agent's limit of {limit:g}" if isinstance(value, float) else
                  f"{field} {value} is above this agent's limit of {limit}" for field, value, limit in checks
                  if value > limit]
         found += [f"protocol.percentiles {q} is outside 0..100" for q in p.percentiles if not 0 <= q <= 100]
         return found
+
+
+def request_s(protocol: Protocol) -> float:
+    """The longest a measurement under `protocol` may hold the lock: every session's attempts killed at their
+    timeout, a second's pause after each, and each session's wait for quiet."""
+    return protocol.sessions * (protocol.max_attempts * (timer_timeout_s(protocol) + 1.0) + protocol.quiet_wait_s)
 
 
 LIMITS = Limits()

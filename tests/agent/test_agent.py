@@ -305,6 +305,8 @@ def test_a_jetson_search_against_a_cpu_agent_is_refused_unless_overridden(agent,
     ({"throughput_batch": 512, "input_shape": [1, 1024, 1024]}, "batch x input_shape (values) 536870912 is above"),
     ({"protocol": {"warmup_runs": 10**6}}, "protocol.warmup_runs 1000000 is above this agent's limit of 1000"),
     ({"threads": 10**4}, "threads 10000 is above this agent's limit of 256"),
+    ({"protocol": {"sessions": 50}}, "protocol.sessions 50 is above this agent's limit of 10"),
+    ({"protocol": {"sessions": 5, "max_seconds": 20}}, "the request's longest time"),
 ])
 def test_settings_beyond_the_agents_limits_are_refused_before_they_queue(agent, models, settings, refusal):
     measured = httpx.get(f"{agent}/health").json()["measured"]
