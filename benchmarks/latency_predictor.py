@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.hardware import load_profile, open_target
-from nas.hardware.predictor import CalibrationPoint, KernelFeatures, fit_predictor
+from nas.hardware.predictor import KernelFeatures, fit_predictor
 from nas.search.calibration import (TOLERANCE, HoldoutScore, MeasuredCandidate, measure_candidates, noise_ceiling,
                                     remeasure, sample_specs, score)
 from nas.spaces import for_data, load_space

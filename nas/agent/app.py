@@ -78,7 +78,8 @@ class Limits:
         timeout, with the pause between attempts. A request asking for several sessions must fit in it too
         (`request_s`)."""
         worst = Protocol(warmup_s=self.warmup_s, max_seconds=self.seconds, min_seconds=self.seconds)
-        return request_s(worst.model_copy(update={"max_attempts": self.max_attempts, "quiet_wait_s": self.quiet_wait_s}))
+        return request_s(worst.model_copy(update={"max_attempts": self.max_attempts,
+                                                  "quiet_wait_s": self.quiet_wait_s}))
 
     def published(self) -> dict[str, Any]:
         return {**asdict(self), "max_request_s": self.max_request_s}

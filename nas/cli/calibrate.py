@@ -13,7 +13,6 @@ from nas.errors import ConfigError
 
 if TYPE_CHECKING:
     from nas.hardware._profile import HardwareProfile
-    from nas.search.calibration import CalibrationRun
 
 DEFAULT_TASK = "xray"
 NOISE_REPEATS = 5
