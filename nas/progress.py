@@ -52,6 +52,7 @@ class StudyProgress:
         self.note = ""
         self.trial_started = self.started
         self.phase, self.fraction = "", 0.0
+        self._span, self._label = (0.0, 0.0), ""  # the current phase (or stage): its share of the trial, its name
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -80,14 +81,27 @@ class StudyProgress:
 
     def start_trial(self, label: str, note: str = "") -> None:
         self.trial, self.note, self.trial_started = label, note, time.monotonic()
-        self.phase, self.fraction = "starting", 0.0
+        self.phase, self.fraction, self._span, self._label = "starting", 0.0, (0.0, 0.0), ""
         self.bar.set_postfix_str(self.status())
 
-    def set_phase(self, name: str, k: int | None = None, n: int | None = None) -> None:
-        """Enter phase `name` (a key of PHASES), or start its epoch k of n."""
+    def set_phase(self, name: str, stage: str = "", part: int = 1, parts: int = 1) -> None:
+        """Enter phase `name` (a key of PHASES); for a trial of several models, its `part`-th of `parts` slices,
+        training `stage`."""
         low, high = PHASES.get(name, (self.fraction, self.fraction))
-        self.phase = f"{name} epoch {k} of {n}" if k is not None and n else name
-        self.fraction = low + (high - low) * ((k - 1) / n if k is not None and n else 0.0)
+        width = (high - low) / parts
+        self._span = (low + width * (part - 1), low + width * part)
+        self._label = f"{name} {stage}".strip()
+        self._show(self._label, self._span[0])
+
+    def set_epoch(self, k: int, n: int) -> None:
+        """Epoch k of n of the current phase starts."""
+        low, high = self._span
+        self._show(f"{self._label} epoch {k} of {n}", low + (high - low) * (k - 1) / n)
+
+    def _show(self, phase: str, fraction: float) -> None:
+        # Never backwards within a trial: a stage's second pass (hard-negative mining) restarts its epochs, and
+        # a falling share would inflate the rate the ETA extrapolates.
+        self.phase, self.fraction = phase, max(self.fraction, fraction)
         if self.terminal:
             self.bar.set_postfix_str(self.status())
         else:
@@ -119,13 +133,14 @@ class StudyProgress:
         return ", ".join([*parts, f"ETA {clock(self.eta())}", *([self.note] if self.note else [])])
 
 
-def phase(name: str) -> None:
-    """Hook for the trial path: it enters a phase of PHASES."""
+def phase(name: str, stage: str = "", part: int = 1, parts: int = 1) -> None:
+    """Hook for the trial path: it enters a phase of PHASES (for a pipeline of several models, training its
+    `part`-th of `parts`, `stage`)."""
     if _current is not None:
-        _current.set_phase(name)
+        _current.set_phase(name, stage, part, parts)
 
 
 def epoch(k: int, n: int) -> None:
     """Hook for the training loop: epoch `k` of `n` of the current phase (training, fine-tuning) starts."""
     if _current is not None:
-        _current.set_phase(_current.phase.split(" epoch ")[0], k, n)
+        _current.set_epoch(k, n)

@@ -7,6 +7,8 @@ import io
 import re
 import time
 
+import pytest
+
 from nas import progress
 from nas.progress import StudyProgress, clock
 
@@ -58,6 +60,28 @@ def test_with_a_timeout_the_eta_never_runs_past_it():
         progress.epoch(2, 2)
         time.sleep(0.05)
         assert bar.eta() > 100  # no timeout: every trial left counts
+
+
+def test_a_pipelines_stages_share_the_training_phase_and_never_move_the_trial_back():
+    """A two-stage nodule trial: the classifier's epochs restart at 1, and the screener's hard-negative pass restarts
+    its own; before, each restart dropped the trial's share done and the ETA jumped from minutes to hours."""
+    with StudyProgress(total=1, done=0, desc="s", terminal=False, file=io.StringIO()) as bar:
+        bar.start_trial("trial 0")
+        shares = []
+        progress.phase("training", "screen", 1, 2)
+        for k in (1, 2, 3, 4, 1, 2):  # four epochs, then a two-epoch mining pass
+            progress.epoch(k, 4 if len(shares) < 4 else 2)
+            shares.append(bar.fraction)
+        progress.phase("training", "classify", 2, 2)
+        progress.epoch(1, 4)
+        assert bar.phase == "training classify epoch 1 of 4"
+        shares.append(bar.fraction)
+        progress.epoch(3, 4)
+        shares.append(bar.fraction)
+    low, high = progress.PHASES["training"]
+    assert shares == sorted(shares) and shares[0] == low
+    assert shares[-3] == shares[-4] and shares[-2] == pytest.approx((low + high) / 2)  # stage 2 starts halfway
+    assert shares[-1] == pytest.approx(low + (high - low) * (0.5 + 0.5 * 2 / 4))
 
 
 def test_hooks_do_nothing_outside_a_search():

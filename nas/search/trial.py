@@ -176,6 +176,7 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     else:  # in order: each stage learns with the ones before it trained (a cascade)
         train_log = {}
         for n, stage in enumerate(candidate.stages):
+            progress.phase("training", stage.name, n + 1, len(candidate.stages))
             upstream = {s.name: (s.spec, models[s.name]) for s in candidate.stages[:n]}
             train_log[stage.name] = train_stage(ctx, stage, models[stage.name], seed=seed, deadline=deadline,
                                                 distill=distill if stage.compressed else None, upstream=upstream)
