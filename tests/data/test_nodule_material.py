@@ -14,10 +14,10 @@ from nas.tasks.nodule.material import (
     SLICES_FILE,
     VOIS_DIR,
     VOTE_RULE,
+    _cut,
     crop_positions,
     find_material,
 )
-from nas.tasks.nodule.material import _cut
 from nas.tasks.nodule.volume import SLAB_OFFSETS, thin
 
 DATA = SHARED / "data"
