@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reduction-factor", type=int,
                    help="keep the top 1/R of the trials at each rung (default: the space's, else 3)")
     p.add_argument("--brackets", type=int, help="Hyperband-style brackets: bracket b starts at rung b (default 1)")
+    p.add_argument("--promote-after", type=int, metavar="N",
+                   help="a rung promotes no trial before it holds N results (default: the reduction factor); an "
+                        "earlier trial stops and is continued from its checkpoint if it ranks among the top later; "
+                        "1 promotes the first trial to arrive")
     p.add_argument("--warm-start", metavar="STUDY", type=study_name,
                    help="start from an earlier study's front (same task and profile, under --results); candidates "
                         "differing from its trained models only in compression start from those weights")

@@ -6,6 +6,12 @@ epoch count in turn; at every rung it is ranked against all trials of its bracke
 and continues only while it is within the top max(1, n // reduction_factor), the rule of Optuna's single-objective
 SuccessiveHalvingPruner.
 
+Promotion is asynchronous, as in ASHA: a rung promotes nobody until it holds `min_results` results (the reduction
+factor by default), so the first trials to arrive are not promoted just for being early. A trial that stops at a
+rung keeps its checkpoint; whenever a later result puts it among the rung's top places, a continuation trial with
+its parameters is enqueued and trains on from that checkpoint (`enqueue_continuations`). A continuation is a trial
+of its own and counts toward the budget.
+
 Why hypervolume contribution and not NSGA-II's crowding distance: crowding gives both ends of a front infinite
 distance, so the fastest candidate always ranks first however poor its accuracy, and a rung with one or two places
 kept promoting it (a benchmark run stopped every other candidate behind a 0.78-AUC model that way). Contribution
@@ -17,11 +23,11 @@ search keeps them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from nas.errors import ConfigError
@@ -35,10 +41,14 @@ RUNGS_ATTR = "rungs"
 """Trial user attribute: {epochs (str): {"metrics": {...}, "objectives": [...]}} for every rung it reached; below
 the top rung the float model's validation metrics, at the top the completed (deployed) result's."""
 BRACKET_ATTR = "bracket"
+CONTINUES_ATTR = "continues"
+"""Trial user attribute of a continuation: {"trial": the stopped trial it continues, "epochs": its rung}."""
+STOPPED_ATTR = "stopped"
+"""Trial user attribute of a trial stopped at a rung: {"epochs": the rung, "reason": ...}."""
 
 
 def parse_fidelity(rungs: str | Sequence[int] | None, reduction_factor: int | None, brackets: int | None,
-                   declared: Fidelity | None, where: str) -> Fidelity | None:
+                   declared: Fidelity | None, where: str, promote_after: int | None = None) -> Fidelity | None:
     """Flags override the space's `fidelity` block field by field; `--rungs none` turns multi-fidelity off."""
     if isinstance(rungs, str):
         if rungs.strip().lower() in ("none", "off", "0"):
@@ -49,14 +59,15 @@ def parse_fidelity(rungs: str | Sequence[int] | None, reduction_factor: int | No
             raise ConfigError(f"--rungs {rungs!r}: give epoch counts separated by commas, e.g. 1,3,9 "
                               "(or none for full training of every trial)") from None
     if rungs is None and declared is None:
-        if reduction_factor is not None or brackets is not None:
-            raise ConfigError("--reduction-factor and --brackets need rungs: pass --rungs (e.g. 1,3,9) or use a "
-                              "search space with a `fidelity` block")
+        if reduction_factor is not None or brackets is not None or promote_after is not None:
+            raise ConfigError("--reduction-factor, --brackets and --promote-after need rungs: pass --rungs (e.g. "
+                              "1,3,9) or use a search space with a `fidelity` block")
         return None
     base = declared.model_dump() if declared is not None else {}
     fields = {"rungs": list(rungs) if rungs is not None else base.get("rungs"),
               "reduction_factor": reduction_factor or base.get("reduction_factor", 3),
-              "brackets": brackets or base.get("brackets", 1)}
+              "brackets": brackets or base.get("brackets", 1),
+              "promote_after": promote_after or base.get("promote_after")}
     try:
         return Fidelity(**fields)
     except ValidationError as exc:
@@ -103,12 +114,17 @@ def hypervolume_contributions(front: np.ndarray, margin: float = HV_MARGIN) -> n
 
 
 def promotion(values: Sequence[Sequence[float]], directions: Sequence[str], index: int,
-              reduction_factor: int) -> tuple[bool, int, int]:
-    """(promoted, rank from 1, places): whether point `index` is within the top max(1, n // reduction_factor)."""
+              reduction_factor: int, min_results: int = 1) -> tuple[bool, int, int]:
+    """(promoted, rank from 1, places): whether point `index` is within the top places of its rung."""
     order = promotion_order(values, directions)
-    places = max(1, len(values) // reduction_factor)
+    places = rung_places(len(values), reduction_factor, min_results)
     rank = order.index(index) + 1
     return rank <= places, rank, places
+
+
+def rung_places(results: int, reduction_factor: int, min_results: int) -> int:
+    """How many of a rung's `results` go on: none before it holds `min_results`, then max(1, n // factor)."""
+    return 0 if results < min_results else max(1, results // reduction_factor)
 
 
 def rung_competitors(study: optuna.Study, bracket: int, epochs: int) -> list[tuple[int, list[float]]]:
@@ -121,3 +137,39 @@ def rung_competitors(study: optuna.Study, bracket: int, epochs: int) -> list[tup
         if record is not None and t.user_attrs.get(BRACKET_ATTR, 0) == bracket:
             out.append((t.number, record["objectives"]))
     return sorted(out)
+
+
+def due_continuations(study: optuna.Study, fidelity: Fidelity,
+                      directions: Sequence[str]) -> list[tuple[FrozenTrial, int]]:
+    """(stopped trial, rung) for every trial that stopped at a rung where it now ranks within the top places and
+    that no trial continues yet. Trials still running decide for themselves when they reach a rung."""
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs[CONTINUES_ATTR]["trial"] for t in trials if CONTINUES_ATTR in t.user_attrs}
+    by_number = {t.number: t for t in trials}
+    due = []
+    for bracket in range(fidelity.brackets):
+        for epochs in fidelity.rungs_for(bracket)[:-1]:
+            competitors = rung_competitors(study, bracket, epochs)
+            order = promotion_order([v for _, v in competitors], directions)
+            places = rung_places(len(competitors), fidelity.reduction_factor, fidelity.min_results)
+            for index in order[:places]:
+                trial = by_number[competitors[index][0]]
+                stopped = trial.user_attrs.get(STOPPED_ATTR, {})
+                if trial.state == TrialState.PRUNED and stopped.get("epochs") == epochs \
+                        and trial.number not in continued:
+                    due.append((trial, epochs))
+    return sorted(due, key=lambda d: d[0].number)
+
+
+def enqueue_continuations(study: optuna.Study, fidelity: Fidelity, directions: Sequence[str],
+                          resumable: Callable[[int], bool]) -> list[int]:
+    """Enqueue a continuation of each due stopped trial whose checkpoint is still there (`resumable`); returns
+    the numbers of the trials continued. Several workers may race here: at worst one trial is continued twice."""
+    out = []
+    for trial, epochs in due_continuations(study, fidelity, directions):
+        if resumable(trial.number):
+            study.enqueue_trial(trial.params, user_attrs={
+                CONTINUES_ATTR: {"trial": trial.number, "epochs": epochs},
+                BRACKET_ATTR: int(trial.user_attrs.get(BRACKET_ATTR, 0))})
+            out.append(trial.number)
+    return out

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import optuna
 import torch
@@ -34,10 +34,10 @@ from nas.search.study import (
     ENVIRONMENT_ATTR, GRACE_PERIOD_S, RUN_ATTR, StudySettings, budget_state, count_trials, create_or_resume,
     default_study_name, fail_orphans, load_existing, make_sampler, open_storage, storage_url,
 )
-from nas.search.fidelity import Fidelity, parse_fidelity
+from nas.search.fidelity import CONTINUES_ATTR, STOPPED_ATTR, Fidelity, enqueue_continuations, parse_fidelity
 from nas.search.oneshot import OneShot, one_shot_space, strategy_settings
 from nas.search.warm_start import enqueue_front, load_warm_start
-from nas.search.trial import Infeasible, StoppedEarly, TrialContext, record_failure, run_trial
+from nas.search.trial import CHECKPOINT, Infeasible, StoppedEarly, TrialContext, record_failure, run_trial
 from nas.spaces import Distribution, SearchSpace, baseline_params, for_data, for_precisions, load_space
 from nas.tasks import get_task
 from nas.train.teacher import best_in_study, teacher_from_path
@@ -100,6 +100,8 @@ class SearchConfig:
     """Multi-fidelity rungs in epochs ("1,3,9"), overriding the space's `fidelity`; "none" trains every trial fully."""
     reduction_factor: int | None = None
     brackets: int | None = None
+    promote_after: int | None = None
+    """Results a rung needs before it promotes any trial (default: the reduction factor; 1: the first to arrive)."""
     warm_start: str | None = None
     """An earlier study (same task and profile) whose front is enqueued first and whose trained models
     compression-only variants start from."""
@@ -155,8 +157,9 @@ def prepare(config: SearchConfig) -> SearchRun:
     one_shot = config.strategy == "one-shot"
     if one_shot:
         rungs = config.rungs is not None and parse_fidelity(config.rungs, None, None, None, "--rungs") is not None
-        if rungs or config.reduction_factor or config.brackets:  # `--rungs none` (full training) is fine
-            raise ConfigError("--rungs, --reduction-factor and --brackets train candidates at several fidelities; "
+        if rungs or config.reduction_factor or config.brackets or config.promote_after:  # `--rungs none` is fine
+            raise ConfigError("--rungs, --reduction-factor, --brackets and --promote-after train candidates at "
+                              "several fidelities; "
                               "a --strategy one-shot search trains none (they inherit the supernet's weights): "
                               "leave them out, or use --strategy trials")
         space = one_shot_space(space)
@@ -177,7 +180,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         target_sensitivity=config.target_sensitivity, data=str(dataset.path),
         data_fingerprint=dataset.fingerprint, seed=config.seed, epochs=config.epochs,
         latency_method={"local": "measured", "remote": "remote", "estimate": "estimated"}[target.how],
-        fidelity=fidelity.model_dump() if fidelity else None,
+        fidelity=fidelity.model_dump(exclude_none=True) if fidelity else None,  # as stored before promote_after
         strategy=strategy_settings(config.strategy, config.supernet_epochs),
     )
     storage = open_storage(storage_url(config.storage, Path(config.results), name), grace_period=config.grace_period)
@@ -223,9 +226,10 @@ def study_fidelity(config: SearchConfig, space: SearchSpace) -> Fidelity | None:
 
     Rungs given as flags must fit the budget; the space's rungs are capped by --epochs (a quick run), and a
     single rung left means plain full training."""
-    flags = bool(config.rungs or config.reduction_factor or config.brackets)
+    flags = bool(config.rungs or config.reduction_factor or config.brackets or config.promote_after)
     where = "--rungs" if flags else f"{space.path}: fidelity"
-    fidelity = parse_fidelity(config.rungs, config.reduction_factor, config.brackets, space.fidelity, where)
+    fidelity = parse_fidelity(config.rungs, config.reduction_factor, config.brackets, space.fidelity, where,
+                              config.promote_after)
     if fidelity is None:
         return None
     epochs = space.training.get("epochs")
@@ -331,6 +335,7 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                 except KeyboardInterrupt:
                     run.interrupted = True
                     return run
+            queue_continuations(run)  # a resumed study may hold stopped trials its last results promoted
             while True:
                 if interrupt.STOP.is_set():
                     run.interrupted = True
@@ -357,14 +362,14 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                     study.tell(trial, state=TrialState.FAIL)
                     continue
                 run.new_trials.append(trial.number)
-                label = trial.user_attrs.get("baseline", "")
+                label = trial_label(trial.user_attrs)
                 bar.start_trial(f"trial {trial.number} {label}".strip(), f"best {primary_label} {best:.4f}" if best else "")
                 try:
                     with heartbeat(study, trial):
                         result = run_trial(ctx, trial)
                 except StoppedEarly as exc:
                     reason = record_failure(ctx, trial.number, exc, "stopped")
-                    trial.set_user_attr("stopped", {"epochs": exc.epochs, "reason": reason})
+                    trial.set_user_attr(STOPPED_ATTR, {"epochs": exc.epochs, "reason": reason})
                     study.tell(trial, state=TrialState.PRUNED)
                     tqdm.write(f"trial {trial.number}: stopped after {exc.epochs} epoch(s): {reason}", file=sys.stderr)
                 except Infeasible as exc:
@@ -397,11 +402,32 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
                                f"{task.describe_latency(result.measurement)}, train "
                                f"{result.seconds.get('train', 0):.0f} s  "
                                f"{task.summary(task.candidate_of(result.spec, result.pipeline))}", file=sys.stderr)
+                queue_continuations(run)
                 done, _ = budget_state(study)
                 bar.end_trial(done, f"best {primary_label} {best:.4f}" if best else "")
     finally:
         bar.close()
     return run
+
+
+def trial_label(attrs: dict[str, Any]) -> str:
+    """What an enqueued trial is, for the progress line: a baseline or a continuation."""
+    if "baseline" in attrs:
+        return attrs["baseline"]
+    if CONTINUES_ATTR in attrs:
+        return f"(continues trial {attrs[CONTINUES_ATTR]['trial']} from epoch {attrs[CONTINUES_ATTR]['epochs']})"
+    return ""
+
+
+def queue_continuations(run: SearchRun) -> None:
+    """Multi-fidelity: a continuation for every stopped trial that now ranks among the top of its rung."""
+    ctx = run.context
+    if ctx.fidelity is None:
+        return
+    directions = [o.direction for o in ctx.objectives]
+    for number in enqueue_continuations(run.study, ctx.fidelity, directions,
+                                        lambda n: (ctx.trial_dir(n) / CHECKPOINT).exists()):
+        tqdm.write(f"trial {number}: now ranks among the top of its rung: a continuation is queued", file=sys.stderr)
 
 
 def heartbeat_interval(study: optuna.Study) -> float | None:

@@ -29,7 +29,7 @@ from nas.hardware.runtime_choice import RuntimeChoice, int8_artifact, measure_ru
 from nas.models import create_model
 from nas.models.complexity import count_macs, count_params
 from nas.search.constraints import Constraints, budget_basis, budget_latency_ms, constraint_values
-from nas.search.fidelity import BRACKET_ATTR, RUNGS_ATTR, Fidelity, promotion, rung_competitors
+from nas.search.fidelity import BRACKET_ATTR, CONTINUES_ATTR, RUNGS_ATTR, Fidelity, promotion, rung_competitors
 from nas.search.objectives import Objective
 from nas.search.result import TrialResult
 from nas.search.warm_start import TRAINED_WEIGHTS, WarmStart
@@ -53,7 +53,7 @@ FINETUNE_LR_SCALE = 0.1
 INHERITED_FLAG = ("weights inherited from the study's supernet (BatchNorm recalibrated), not trained: its "
                   "validation figures are a search-time estimate")
 CHECKPOINT = "checkpoint.pt"
-"""Weights and training state at the last rung reached, from which a promoted (or resumed) trial continues."""
+"""Weights and training state at the last rung reached, from which a promoted, resumed or continued trial goes on."""
 
 
 class Infeasible(Exception):
@@ -61,7 +61,7 @@ class Infeasible(Exception):
 
 
 class StoppedEarly(Exception):
-    """Multi-fidelity: the candidate did not rank high enough at a rung to earn more training."""
+    """Multi-fidelity: the candidate did not rank high enough at a rung to earn more training (yet)."""
 
     def __init__(self, reason: str, epochs: int) -> None:
         super().__init__(reason)
@@ -320,22 +320,31 @@ def train_in_rungs(
     """Train rung by rung; below the top rung, score the float model on validation, record the rung in the study
     storage, and go on only when promoted, from the checkpoint on disk (never from scratch).
 
-    A retried trial (its process was killed) resumes from the last rung its earlier attempt recorded.
+    A retried trial (its process was killed) resumes from the last rung its earlier attempt recorded; a
+    continuation (see nas.search.fidelity) from the checkpoint of the trial it continues, already promoted.
     """
     spec, out = partial.spec, ctx.trial_dir(trial.number)
     bracket = int(trial.user_attrs.get(BRACKET_ATTR, fidelity.bracket_of(trial.number)))
     trial.set_user_attr(BRACKET_ATTR, bracket)
     rungs = fidelity.rungs_for(bracket)
     reached = [int(e) for e in trial.user_attrs.get(RUNGS_ATTR, {}) if int(e) in rungs[:-1]]
+    continues = trial.user_attrs.get(CONTINUES_ATTR)
     state: dict[str, object] | None = None
     losses: list[float] = []
+    start = 0
     if reached:
+        start = max(reached)
         source = earlier_attempt_dir(ctx, trial)
-        state = load_checkpoint(source / CHECKPOINT, model, max(reached), f"trial {trial.number}'s earlier attempt")
+        state = load_checkpoint(source / CHECKPOINT, model, start, f"trial {trial.number}'s earlier attempt")
         save_checkpoint(out / CHECKPOINT, model, state)
-        decide_promotion(ctx, trial, bracket, max(reached), fidelity)
+        decide_promotion(ctx, trial, bracket, start, fidelity)
+    elif continues is not None:
+        start = int(continues["epochs"])
+        source = ctx.trial_dir(int(continues["trial"]))
+        state = load_checkpoint(source / CHECKPOINT, model, start, f"trial {continues['trial']}")
+        save_checkpoint(out / CHECKPOINT, model, state)
     for epochs in rungs:
-        if reached and epochs <= max(reached):
+        if epochs <= start:
             continue
         if state is not None:  # promoted: continue from what was saved at the last rung
             state = load_checkpoint(out / CHECKPOINT, model, int(state["epoch"]), f"trial {trial.number}")  # type: ignore[call-overload]
@@ -365,7 +374,11 @@ def decide_promotion(ctx: TrialContext, trial: optuna.Trial, bracket: int, epoch
     competitors = rung_competitors(trial.study, bracket, epochs)
     numbers = [n for n, _ in competitors]
     promoted, rank, places = promotion([v for _, v in competitors], [o.direction for o in ctx.objectives],
-                                       numbers.index(trial.number), fidelity.reduction_factor)
+                                       numbers.index(trial.number), fidelity.reduction_factor, fidelity.min_results)
+    if not places:
+        raise StoppedEarly(f"waits at the {epochs}-epoch rung (bracket {bracket}): {len(competitors)} of the "
+                           f"{fidelity.min_results} results it needs before promoting any trial; it is continued "
+                           "from its checkpoint if it ranks among the top then", epochs)
     if not promoted:
         raise StoppedEarly(f"ranked {rank} of {len(competitors)} at the {epochs}-epoch rung (bracket {bracket}); "
                            f"only the top {places} continue (reduction factor {fidelity.reduction_factor})", epochs)
@@ -495,8 +508,6 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
 def record_failure(ctx: TrialContext, number: int, exc: BaseException, kind: str) -> str:
     reason = f"{type(exc).__name__}: {exc}" if kind == "error" else str(exc)
-    if kind == "stopped":
-        (ctx.trial_dir(number) / CHECKPOINT).unlink(missing_ok=True)
     name = {"infeasible": "infeasible.json", "stopped": "stopped.json"}.get(kind, "failure.json")
     write_json(ctx.trial_dir(number) / name, {"kind": kind, "reason": reason,
                                               "traceback": traceback.format_exc() if kind == "error" else None})

@@ -19,6 +19,9 @@ class Fidelity(BaseModel):
     reduction_factor: int = 3
     brackets: int = 1
     """Hyperband-style: bracket b starts at rung b, so some trials skip the cheapest (noisiest) rungs."""
+    promote_after: int | None = None
+    """Results a rung must hold before it promotes any trial (None: the reduction factor). A trial that arrives
+    earlier stops and is continued later if it ranks among the top then; 1 promotes the first to arrive."""
 
     @model_validator(mode="after")
     def _check(self) -> Fidelity:
@@ -30,7 +33,13 @@ class Fidelity(BaseModel):
         if not 1 <= self.brackets <= len(self.rungs):
             raise ValueError(f"brackets must be between 1 and the number of rungs ({len(self.rungs)}), "
                              f"got {self.brackets}")
+        if self.promote_after is not None and self.promote_after < 1:
+            raise ValueError(f"promote_after must be at least 1 result, got {self.promote_after}")
         return self
+
+    @property
+    def min_results(self) -> int:
+        return self.promote_after if self.promote_after is not None else self.reduction_factor
 
     @property
     def epochs(self) -> int:

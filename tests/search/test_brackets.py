@@ -11,7 +11,7 @@ def test_the_second_bracket_starts_at_the_second_rung(tmp_path):
     proc = run_nas("search", "--space", str(REPO / "tests/fixtures/xray-one-arch.yaml"), "--data", str(SMALL_XRAY),
                    "--hardware", str(QUICK_PROFILE), "--no-baselines", "--no-progress", "--study", "hb", "--trials",
                    "2", "--epochs", "2", "--rungs", "1,2", "--reduction-factor", "2", "--brackets", "2",
-                   cwd=tmp_path)
+                   "--promote-after", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     study = optuna.load_study(study_name="hb", storage=f"sqlite:///{tmp_path / 'results' / 'hb' / 'study.db'}")
     trials = {t.number: t for t in study.trials}

@@ -11,10 +11,14 @@ import time
 import numpy as np
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution
 
-from conftest import QUICK_PROFILE, REPO, SMALL_XRAY, TINY_XRAY
+from conftest import QUICK_PROFILE, REPO, TINY_XRAY
 from nas.errors import ConfigError
-from nas.search.fidelity import Fidelity, hypervolume_contributions, parse_fidelity, promotion, promotion_order
+from nas.search.fidelity import (
+    Fidelity, due_continuations, enqueue_continuations, hypervolume_contributions, parse_fidelity, promotion,
+    promotion_order, rung_places,
+)
 from nas.search.final import finalize
 from nas.search.runner import SearchConfig, run_search, study_fidelity
 from nas.spaces import load_space
@@ -96,33 +100,99 @@ def test_a_multi_fidelity_search_ends_with_completed_and_pruned_trials(tmp_path)
     pruned = [t for t in trials if t.state.name == "PRUNED"]
     assert completed and pruned and len(completed) + len(pruned) == 6
     for t in completed:
-        assert set(t.user_attrs["rungs"]) == {"1", "3"}
-        assert len(t.user_attrs["result"]["train_log"]["epoch_losses"]) == 3  # trained once through, not retrained
+        if "continues" in t.user_attrs:  # trained on from the stopped trial's 1-epoch checkpoint
+            assert set(t.user_attrs["rungs"]) == {"3"}
+            assert len(t.user_attrs["result"]["train_log"]["epoch_losses"]) == 2
+        else:
+            assert set(t.user_attrs["rungs"]) == {"1", "3"}
+            assert len(t.user_attrs["result"]["train_log"]["epoch_losses"]) == 3  # once through, not retrained
     for t in pruned:
         assert set(t.user_attrs["rungs"]) == {"1"}
         assert t.user_attrs["stopped"]["epochs"] == 1 and "at the 1-epoch rung" in t.user_attrs["stopped"]["reason"]
         assert 0 <= t.user_attrs["rungs"]["1"]["metrics"]["auc"] <= 1
         stopped = json.loads((run.context.trial_dir(t.number) / "stopped.json").read_text())
         assert stopped["reason"] == t.user_attrs["stopped"]["reason"]
-        assert not (run.context.trial_dir(t.number) / "checkpoint.pt").exists()
+        assert (run.context.trial_dir(t.number) / "checkpoint.pt").exists()  # kept: it may be continued
+    # The first trial is not promoted for being first: its rung holds 1 of the 2 results promotion needs.
+    assert trials[0].state.name == "PRUNED" and trials[0].user_attrs["stopped"]["reason"].startswith(
+        "waits at the 1-epoch rung (bracket 0): 1 of the 2 results")
     # The rule held at every decision: a pruned trial ranked below the places its rung had when it was decided.
-    for t in pruned:
+    for t in pruned[1:]:
         rank, of = (int(x) for x in t.user_attrs["stopped"]["reason"].split("ranked ")[1].split(" at")[0].split(" of "))
         assert rank > max(1, of // 2)
     doc = finalize(run, log=lambda _: None)
     assert {m["trial"] for m in doc["members"]} <= {t.number for t in completed}
     assert doc["trials"]["PRUNED"] == len(pruned)
+    members = {m["trial"] for m in doc["members"]}
+    for t in pruned:
+        assert (run.context.trial_dir(t.number) / "checkpoint.pt").exists() == (t.number in members)
+
+
+@pytest.mark.slow
+def test_a_stopped_trial_is_continued_from_its_checkpoint_once_it_ranks_among_the_top(tmp_path):
+    first = run_search(mf_config(tmp_path, trials=1))
+    study = first.study
+    assert study.trials[0].state.name == "PRUNED"  # alone at its rung: it waits for a second result
+    checkpoint = first.context.trial_dir(0) / "checkpoint.pt"
+    assert checkpoint.exists()
+    # A worse result reaches the rung (as another worker's would): trial 0 now ranks first of 2 and is due.
+    worse = [0.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1e6 for d in study.directions]
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={
+        "rungs": {"1": {"metrics": {}, "objectives": worse}}, "bracket": 0,
+        "stopped": {"epochs": 1, "reason": "ranked 2 of 2"}}))
+    run = run_search(mf_config(tmp_path, trials=3))
+    continuation = run.study.trials[2]
+    assert continuation.state.name == "COMPLETE", continuation.user_attrs.get("failure")
+    assert continuation.user_attrs["continues"] == {"trial": 0, "epochs": 1}
+    assert continuation.params == run.study.trials[0].params
+    assert set(continuation.user_attrs["rungs"]) == {"3"}  # the 1-epoch result is trial 0's, counted once
+    assert len(continuation.user_attrs["result"]["train_log"]["epoch_losses"]) == 2  # epochs 2 and 3 only
+    assert run.study.trials[0].state.name == "PRUNED"
+
+
+def _stopped(rung: str, value: float, *, epochs: int = 1) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED, params={"x": value}, distributions={"x": FloatDistribution(0, 1)},
+        user_attrs={"rungs": {rung: {"metrics": {}, "objectives": [value, 1.0]}}, "bracket": 0,
+                    "stopped": {"epochs": epochs, "reason": "waits"}})
+
+
+def test_a_rung_promotes_nobody_before_it_holds_enough_results():
+    assert [rung_places(n, 2, 2) for n in range(6)] == [0, 0, 1, 1, 2, 2]
+    assert [rung_places(n, 3, 1) for n in range(1, 7)] == [1, 1, 1, 1, 1, 2]  # the eager rule: first one goes on
+    assert promotion([(0.9, 1.0)], DIRECTIONS, 0, 3, min_results=3) == (False, 1, 0)
+    with pytest.raises(ValueError, match="promote_after must be at least 1"):
+        Fidelity(rungs=[1, 3], promote_after=0)
+    assert Fidelity(rungs=[1, 3], reduction_factor=4).min_results == 4
+
+
+def test_stopped_trials_that_now_rank_among_the_top_are_continued_once():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    fidelity = Fidelity(rungs=[1, 3, 9], reduction_factor=2)
+    study.add_trial(_stopped("1", 0.9))  # waited: alone at its rung
+    assert due_continuations(study, fidelity, DIRECTIONS) == []
+    study.add_trial(_stopped("1", 0.6))
+    study.add_trial(_stopped("3", 0.7, epochs=3))  # a rung of its own, still alone there
+    assert [(t.number, e) for t, e in due_continuations(study, fidelity, DIRECTIONS)] == [(0, 1)]
+    assert enqueue_continuations(study, fidelity, DIRECTIONS, resumable=lambda n: False) == []  # no checkpoint
+    assert enqueue_continuations(study, fidelity, DIRECTIONS, resumable=lambda n: True) == [0]
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1
+    assert enqueue_continuations(study, fidelity, DIRECTIONS, resumable=lambda n: True) == []  # queued already
+    continuation = study.ask()  # the next trial asked is the continuation, with trial 0's parameters
+    assert continuation.suggest_float("x", 0, 1) == 0.9
+    assert continuation.user_attrs == {"continues": {"trial": 0, "epochs": 1}, "bracket": 0}
 
 
 def _search_command(tmp_path, *extra):
-    return [sys.executable, "-m", "nas.cli.main", "search", "--space", "xray-tiny", "--data", str(SMALL_XRAY),
+    return [sys.executable, "-m", "nas.cli.main", "search", "--space", "xray-tiny", "--data", str(TINY_XRAY),
             "--hardware", str(QUICK_PROFILE), "--study", "mf", "--results", str(tmp_path / "results"), "--trials", "3",
-            "--epochs", "3", "--rungs", "1,3", "--reduction-factor", "2", "--no-baselines", "--no-progress", *extra]
+            "--epochs", "3", "--rungs", "1,3", "--reduction-factor", "2", "--promote-after", "1", "--no-baselines",
+            "--no-progress", *extra]
 
 
 def _kill_after_first_rung(tmp_path):
-    """Start a search and SIGKILL it once trial 0 has saved its first-rung checkpoint (a lone first trial is
-    always promoted, so it is training towards the next rung when killed)."""
+    """Start a search and SIGKILL it once trial 0 has saved its first-rung checkpoint (with --promote-after 1 a
+    lone first trial is promoted, so it is training towards the next rung when killed)."""
     proc = subprocess.Popen(_search_command(tmp_path), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     checkpoint = tmp_path / "results" / "mf" / "trials" / "0" / "checkpoint.pt"
     deadline = time.monotonic() + 300
@@ -162,5 +232,5 @@ def test_a_corrupt_checkpoint_fails_that_trial_and_the_study_goes_on(tmp_path):
     retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == 0)
     assert retry.state.name == "FAIL" and "checkpoint" in retry.user_attrs["failure"]
     assert "is corrupt" in retry.user_attrs["failure"]
-    others = [t.state.name for t in study.trials if t.number not in (0, retry.number)]
+    others = [t.state.name for t in study.trials if t.number not in (0, retry.number) and t.state.name != "WAITING"]
     assert len(others) == 2 and set(others) <= {"COMPLETE", "PRUNED"}  # the failed retry counts; the rest ran
