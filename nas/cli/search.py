@@ -78,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "latency budget (--max-latency-ms or the profile's) are not timed, their latency labelled "
                         "estimated (default: none, every candidate is timed)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="do not enqueue the baselines")
+    p.add_argument("--no-start-points", dest="start_points", action="store_false",
+                   help="do not enqueue the space's start_points (known-good candidates tried first)")
     p.add_argument("--trial-timeout", type=float, help="seconds one trial may train before it is failed (default: none)")
     p.add_argument("--keep-artifacts", choices=("front", "all"), default="front",
                    help="keep weights/ONNX of front members and baselines only (default) or of every trial")

@@ -38,7 +38,9 @@ from nas.search.fidelity import CONTINUES_ATTR, STOPPED_ATTR, Fidelity, enqueue_
 from nas.search.oneshot import OneShot, one_shot_space, strategy_settings
 from nas.search.warm_start import enqueue_front, load_warm_start
 from nas.search.trial import CHECKPOINT, Infeasible, StoppedEarly, TrialContext, record_failure, run_trial
-from nas.spaces import Distribution, SearchSpace, baseline_params, for_data, for_precisions, load_space
+from nas.spaces import (
+    Distribution, SearchSpace, baseline_params, check_start_point, for_data, for_precisions, load_space,
+)
 from nas.tasks import get_task
 from nas.train.teacher import best_in_study, teacher_from_path
 
@@ -74,6 +76,8 @@ class SearchConfig:
     data: str | None = None
     positive_class: str | None = None
     baselines: bool = field(default=True, metadata=PER_PROCESS)
+    start_points: bool = field(default=True, metadata=PER_PROCESS)
+    """Enqueue the space's `start_points` (known-good candidates) when the study is created."""
     trial_timeout: float | None = None
     keep_artifacts: Literal["front", "all"] = "front"
     progress: bool = field(default=True, metadata=PER_PROCESS)
@@ -170,6 +174,11 @@ def prepare(config: SearchConfig) -> SearchRun:
     dataset = task.load_data(config.data, positive_class=config.positive_class)
     dataset.decoded_cache = Path(config.results) / CACHE_DIR / "decoded"
     space = for_data(for_precisions(space, list(target.precisions), profile.name), dataset.image_size)
+    draw_epochs = fidelity.epochs if fidelity else None  # as run_trial draws, so a start point is what it runs
+    for point in space.start_points:
+        check_start_point(space, point, lambda trial: task.sample_candidate(
+            space, trial, in_channels=dataset.in_channels, max_epochs=draw_epochs or config.epochs,
+            epochs=draw_epochs))
     name = config.study or default_study_name(task.name, profile.name)
     results_dir = Path(config.results) / name
     settings = StudySettings(
@@ -197,6 +206,9 @@ def prepare(config: SearchConfig) -> SearchRun:
     if created and config.baselines:
         for baseline in space.baselines:
             study.enqueue_trial(baseline_params(space, baseline), user_attrs={"baseline": baseline.name})
+    if created and config.start_points:
+        for point in space.start_points:
+            study.enqueue_trial(point.params, user_attrs={"start_point": point.name})
     warm = load_warm_start(Path(config.results), config.warm_start, settings, config.storage) \
         if config.warm_start else None
     if created and warm is not None:
@@ -411,9 +423,11 @@ def run_search(config: SearchConfig, run: SearchRun | None = None) -> SearchRun:
 
 
 def trial_label(attrs: dict[str, Any]) -> str:
-    """What an enqueued trial is, for the progress line: a baseline or a continuation."""
+    """What an enqueued trial is, for the progress line: a baseline, a start point, a continuation."""
     if "baseline" in attrs:
         return attrs["baseline"]
+    if "start_point" in attrs:
+        return f"(start point {attrs['start_point']})"
     if CONTINUES_ATTR in attrs:
         return f"(continues trial {attrs[CONTINUES_ATTR]['trial']} from epoch {attrs[CONTINUES_ATTR]['epochs']})"
     return ""

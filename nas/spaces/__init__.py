@@ -12,12 +12,13 @@ from nas.spaces._fidelity import Fidelity
 
 if TYPE_CHECKING:
     from nas.spaces._space import (
-        TRAINING_DEFAULTS, Baseline, Distribution, SearchSpace, baseline_params, draw, for_data, for_precisions,
-        list_spaces, load_space, sample_compression, sample_spec,
+        TRAINING_DEFAULTS, Baseline, Distribution, SearchSpace, StartPoint, baseline_params, check_start_point, draw,
+        for_data, for_precisions, list_spaces, load_space, sample_compression, sample_spec,
     )
 
-__all__ = ["TRAINING_DEFAULTS", "Baseline", "Distribution", "Fidelity", "SearchSpace", "baseline_params", "draw",
-           "for_data", "for_precisions", "list_spaces", "load_space", "sample_compression", "sample_spec"]
+__all__ = ["TRAINING_DEFAULTS", "Baseline", "Distribution", "Fidelity", "SearchSpace", "StartPoint", "baseline_params",
+           "check_start_point", "draw", "for_data", "for_precisions", "list_spaces", "load_space",
+           "sample_compression", "sample_spec"]
 
 
 def __getattr__(name: str) -> Any:

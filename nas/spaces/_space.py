@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
@@ -154,6 +155,17 @@ def _check_bounds(where: str, param: Param, bounds: Bounds) -> None:
             raise ValueError(f"{where}{shown(value)} is not allowed; expected {bounds.describe()}")
 
 
+class StartPoint(BaseModel):
+    """A known-good candidate the search tries first (Optuna's enqueue_trial): unlike a baseline it is an ordinary
+    candidate of the space, drawn with every parameter fixed, compressed and promoted like any other."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    params: dict[str, Any] = Field(min_length=1)
+    """Optuna parameter names as a trial records them (`screen.family`, `classify.dsconv3d.stage_width[0]`, `lr`)."""
+
+
 class SearchSpace(BaseModel):
     """One search_spaces/*.yaml file."""
 
@@ -167,6 +179,8 @@ class SearchSpace(BaseModel):
     training: dict[str, Param]
     compression: dict[str, Param] = Field(default_factory=dict)
     baselines: list[Baseline] = Field(default_factory=list)
+    start_points: list[StartPoint] = Field(default_factory=list)
+    """Enqueued when a study is created, after the baselines; checked against the task's sampler (check_start_point)."""
     fidelity: Fidelity | None = None
     """Multi-fidelity rungs (epochs) for this space's searches; flags override it, `--rungs none` turns it off."""
     path: Path | None = Field(default=None, exclude=True)
@@ -353,3 +367,57 @@ def _make_spec(
         )
     except ValueError as exc:
         raise ConfigError(f"{space.path}: cannot build a candidate: {exc}") from None
+
+
+def check_start_point(space: SearchSpace, point: StartPoint, sample: Callable[[Any], object]) -> None:
+    """Draw `point` once through the task's own sampler (`sample`): every parameter it names must be one the
+    candidate draws and within its distribution, and together they must fix the whole candidate."""
+    where = f"{space.path}: start_points {point.name!r}: "
+    study = optuna.create_study(directions=["minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(point.params)
+    trial = _FixedValuesChecked(study.ask(), point.params, where)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna warns of out-of-range fixed values; the check names them
+            sample(trial)
+    except ValueError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+    drawn = trial.distributions
+    for name in point.params:
+        if name not in drawn:
+            raise ConfigError(f"{where}{name!r} is not a parameter this candidate draws"
+                              f"{did_you_mean(name, list(drawn))} (names as a trial of it records them)")
+    unfixed = [name for name in drawn if name not in point.params]
+    if unfixed:
+        raise ConfigError(f"{where}fix every parameter, so the point is the same in every study; missing: "
+                          + ", ".join(unfixed))
+
+
+class _FixedValuesChecked:
+    """An Optuna trial whose suggest calls first check the point's fixed value against what the space offers
+    (Optuna itself would take an out-of-range number with a warning, and refuse a choice without its name)."""
+
+    def __init__(self, trial: optuna.Trial, params: dict[str, Any], where: str) -> None:
+        self._trial, self._params, self._where = trial, params, where
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        if name in self._params and self._params[name] not in choices:
+            raise ConfigError(f"{self._where}{name} = {shown(self._params[name])} is not one of the space's "
+                              f"choices {list(choices)}")
+        return self._trial.suggest_categorical(name, choices)
+
+    def suggest_float(self, name: str, low: float, high: float, **kwargs: Any) -> float:
+        self._within(name, low, high)
+        return self._trial.suggest_float(name, low, high, **kwargs)
+
+    def suggest_int(self, name: str, low: int, high: int, **kwargs: Any) -> int:
+        self._within(name, low, high)
+        return self._trial.suggest_int(name, low, high, **kwargs)
+
+    def _within(self, name: str, low: float, high: float) -> None:
+        value = self._params.get(name)
+        if value is not None and not (isinstance(value, (int, float)) and low <= value <= high):
+            raise ConfigError(f"{self._where}{name} = {shown(value)} is outside the space's range [{low}, {high}]")
