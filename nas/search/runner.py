@@ -175,7 +175,8 @@ def prepare(config: SearchConfig) -> SearchRun:
     dataset.decoded_cache = Path(config.results) / CACHE_DIR / "decoded"
     space = for_data(for_precisions(space, list(target.precisions), profile.name), dataset.image_size)
     draw_epochs = fidelity.epochs if fidelity else None  # as run_trial draws, so a start point is what it runs
-    for point in space.start_points:
+    start_points = [] if one_shot else space.start_points  # one-shot draws subnets of its supernet, not these
+    for point in start_points:
         check_start_point(space, point, lambda trial: task.sample_candidate(
             space, trial, in_channels=dataset.in_channels, max_epochs=draw_epochs or config.epochs,
             epochs=draw_epochs))
@@ -207,7 +208,7 @@ def prepare(config: SearchConfig) -> SearchRun:
         for baseline in space.baselines:
             study.enqueue_trial(baseline_params(space, baseline), user_attrs={"baseline": baseline.name})
     if created and config.start_points:
-        for point in space.start_points:
+        for point in start_points:
             study.enqueue_trial(point.params, user_attrs={"start_point": point.name})
     warm = load_warm_start(Path(config.results), config.warm_start, settings, config.storage) \
         if config.warm_start else None
