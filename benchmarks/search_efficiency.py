@@ -1,7 +1,8 @@
 """More of the front per CPU-hour: the same wall-clock budget for (a) NSGA-II training every trial fully,
 (b) random search training every trial fully, (c) nas multi-fidelity (NSGA-II + successive halving over
-epochs 1, 3, 9), and (f) one-shot (a supernet trained once, NSGA-II over subnets that inherit its weights, the
-front fine-tuned), several seeds each, in one run on this machine.
+epochs 1, 3, 9, promoted asynchronously; (g) the same with eager promotion), and (f) one-shot (a supernet trained
+once, NSGA-II over subnets that inherit its weights, the front fine-tuned), several seeds each, in one run on this
+machine.
 
 Each run is a real `nas search` on the default X-ray space (`--no-baselines`, every run in its own results root so
 no run reuses another's measurements), stopped by `--timeout`. It prints the hypervolume of the (validation AUC,
@@ -42,8 +43,11 @@ METHODS = {
     "d: tpe, multi-fidelity": ["--sampler", "tpe"],
     "e: gp, multi-fidelity": ["--sampler", "gp"],
     "f: one-shot": ["--sampler", "nsga2", "--strategy", "one-shot"],
+    "g: multi-fidelity, eager": ["--sampler", "nsga2", "--promote-after", "1"],
 }
-"""Multi-fidelity runs add `--rungs`: epochs/9, epochs/3, epochs (reduction factor 3), as many as are distinct."""
+"""Multi-fidelity runs add `--rungs`: epochs/9, epochs/3, epochs (reduction factor 3), as many as are distinct.
+(c) promotes asynchronously (a rung waits for 3 results; stopped trials are continued later); (g) is the rule
+before that: the first trial to reach a rung goes on."""
 DIRECTIONS = ("maximize", "minimize")
 
 
