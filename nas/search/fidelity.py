@@ -64,10 +64,11 @@ def parse_fidelity(rungs: str | Sequence[int] | None, reduction_factor: int | No
                               "1,3,9) or use a search space with a `fidelity` block")
         return None
     base = declared.model_dump() if declared is not None else {}
+    given = {"reduction_factor": reduction_factor, "brackets": brackets, "promote_after": promote_after}
     fields = {"rungs": list(rungs) if rungs is not None else base.get("rungs"),
-              "reduction_factor": reduction_factor or base.get("reduction_factor", 3),
-              "brackets": brackets or base.get("brackets", 1),
-              "promote_after": promote_after or base.get("promote_after")}
+              "reduction_factor": base.get("reduction_factor", 3), "brackets": base.get("brackets", 1),
+              "promote_after": base.get("promote_after")}
+    fields |= {key: value for key, value in given.items() if value is not None}  # a flag of 0 is refused, not dropped
     try:
         return Fidelity(**fields)
     except ValidationError as exc:

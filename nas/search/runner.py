@@ -161,7 +161,7 @@ def prepare(config: SearchConfig) -> SearchRun:
     one_shot = config.strategy == "one-shot"
     if one_shot:
         rungs = config.rungs is not None and parse_fidelity(config.rungs, None, None, None, "--rungs") is not None
-        if rungs or config.reduction_factor or config.brackets or config.promote_after:  # `--rungs none` is fine
+        if rungs or rung_flags_given(config):  # `--rungs none` (full training) is fine
             raise ConfigError("--rungs, --reduction-factor, --brackets and --promote-after train candidates at "
                               "several fidelities; "
                               "a --strategy one-shot search trains none (they inherit the supernet's weights): "
@@ -234,12 +234,17 @@ def prepare(config: SearchConfig) -> SearchRun:
     return SearchRun(study=study, context=context, settings=settings, created=created)
 
 
+def rung_flags_given(config: SearchConfig) -> bool:
+    """--reduction-factor, --brackets or --promote-after given (a 0 counts: it is refused, not ignored)."""
+    return any(v is not None for v in (config.reduction_factor, config.brackets, config.promote_after))
+
+
 def study_fidelity(config: SearchConfig, space: SearchSpace) -> Fidelity | None:
     """Rungs from the flags or the space, within the epoch budget (--epochs, else the space's most).
 
     Rungs given as flags must fit the budget; the space's rungs are capped by --epochs (a quick run), and a
     single rung left means plain full training."""
-    flags = bool(config.rungs or config.reduction_factor or config.brackets or config.promote_after)
+    flags = bool(config.rungs) or rung_flags_given(config)
     where = "--rungs" if flags else f"{space.path}: fidelity"
     fidelity = parse_fidelity(config.rungs, config.reduction_factor, config.brackets, space.fidelity, where,
                               config.promote_after)

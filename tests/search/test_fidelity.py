@@ -58,16 +58,18 @@ def test_a_lone_trial_is_promoted_and_contributions_are_exclusive_volumes():
     assert hypervolume_contributions(front) == pytest.approx([0.1 * 0.5, 0.5 * 0.5, 0.1 * 0.5, 0.0])
 
 
-@pytest.mark.parametrize("rungs, factor, brackets, message", [
-    ("1,3,9", 1, None, "reduction_factor must be at least 2"),
-    ("3,1", None, None, "rungs must be increasing"),
-    ("0,2", None, None, "rungs must be increasing epoch counts of at least 1"),
-    ("1,x", None, None, "give epoch counts separated by commas"),
-    ("1,3", None, 3, "brackets must be between 1 and the number of rungs (2)"),
+@pytest.mark.parametrize("rungs, factor, brackets, promote_after, message", [
+    ("1,3,9", 1, None, None, "reduction_factor must be at least 2"),
+    ("1,3,9", 0, None, None, "reduction_factor must be at least 2"),
+    ("3,1", None, None, None, "rungs must be increasing"),
+    ("0,2", None, None, None, "rungs must be increasing epoch counts of at least 1"),
+    ("1,x", None, None, None, "give epoch counts separated by commas"),
+    ("1,3", None, 3, None, "brackets must be between 1 and the number of rungs (2)"),
+    ("1,3", None, None, 0, "promote_after must be at least 1 result"),
 ])
-def test_rung_settings_that_cannot_work_are_refused(rungs, factor, brackets, message):
+def test_rung_settings_that_cannot_work_are_refused(rungs, factor, brackets, promote_after, message):
     with pytest.raises(ConfigError, match="--rungs") as info:
-        parse_fidelity(rungs, factor, brackets, None, "--rungs")
+        parse_fidelity(rungs, factor, brackets, None, "--rungs", promote_after)
     assert message in str(info.value)
 
 
