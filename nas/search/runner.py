@@ -37,7 +37,9 @@ from nas.search.study import (
 from nas.search.fidelity import CONTINUES_ATTR, STOPPED_ATTR, Fidelity, enqueue_continuations, parse_fidelity
 from nas.search.oneshot import OneShot, one_shot_space, strategy_settings
 from nas.search.warm_start import enqueue_front, load_warm_start
-from nas.search.trial import CHECKPOINT, Infeasible, StoppedEarly, TrialContext, record_failure, run_trial
+from nas.search.trial import (
+    CHECKPOINT, Infeasible, StoppedEarly, TrialContext, draw_candidate, record_failure, run_trial,
+)
 from nas.spaces import (
     Distribution, SearchSpace, baseline_params, check_start_point, for_data, for_precisions, load_space,
 )
@@ -174,12 +176,10 @@ def prepare(config: SearchConfig) -> SearchRun:
     dataset = task.load_data(config.data, positive_class=config.positive_class)
     dataset.decoded_cache = Path(config.results) / CACHE_DIR / "decoded"
     space = for_data(for_precisions(space, list(target.precisions), profile.name), dataset.image_size)
-    draw_epochs = fidelity.epochs if fidelity else None  # as run_trial draws, so a start point is what it runs
     start_points = [] if one_shot else space.start_points  # one-shot draws subnets of its supernet, not these
     for point in start_points:
-        check_start_point(space, point, lambda trial: task.sample_candidate(
-            space, trial, in_channels=dataset.in_channels, max_epochs=draw_epochs or config.epochs,
-            epochs=draw_epochs))
+        check_start_point(space, point, lambda trial: draw_candidate(
+            task, space, trial, in_channels=dataset.in_channels, fidelity=fidelity, max_epochs=config.epochs))
     name = config.study or default_study_name(task.name, profile.name)
     results_dir = Path(config.results) / name
     settings = StudySettings(

@@ -111,6 +111,14 @@ class TrialContext:
         return self.results_dir / "trials" / str(number)
 
 
+def draw_candidate(task: Task, space: SearchSpace, trial: optuna.Trial, *, in_channels: int,
+                   fidelity: Fidelity | None, max_epochs: int | None) -> Candidate:
+    """A trial's candidate as the search trains it: with rungs, to the top rung, its epochs knob not drawn."""
+    return task.sample_candidate(space, trial, in_channels=in_channels,
+                                 max_epochs=fidelity.epochs if fidelity else max_epochs,
+                                 epochs=fidelity.epochs if fidelity else None)
+
+
 def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     """One candidate, every task: its stages measured before any training (phase 1), then trained, compressed,
     exported, verified and scored (phase 2). The task says what the stages are, how their measurements compose
@@ -118,9 +126,8 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialResult:
     seconds: dict[str, float] = {}
     deadline = time.monotonic() + ctx.trial_timeout if ctx.trial_timeout else None
     task, fidelity = ctx.task, ctx.fidelity
-    candidate = task.sample_candidate(ctx.space, trial, in_channels=ctx.dataset.in_channels,
-                                      max_epochs=fidelity.epochs if fidelity else ctx.max_epochs,
-                                      epochs=fidelity.epochs if fidelity else None)
+    candidate = draw_candidate(task, ctx.space, trial, in_channels=ctx.dataset.in_channels, fidelity=fidelity,
+                               max_epochs=ctx.max_epochs)
     out = ctx.trial_dir(trial.number)
     for stage in candidate.stages:
         candidate.folder(out, stage).mkdir(parents=True, exist_ok=True)
