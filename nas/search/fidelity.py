@@ -41,6 +41,7 @@ RUNGS_ATTR = "rungs"
 """Trial user attribute: {epochs (str): {"metrics": {...}, "objectives": [...]}} for every rung it reached; below
 the top rung the float model's validation metrics, at the top the completed (deployed) result's."""
 BRACKET_ATTR = "bracket"
+COMPETING = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 CONTINUES_ATTR = "continues"
 """Trial user attribute of a continuation: {"trial": the stopped trial it continues, "epochs": its rung}."""
 STOPPED_ATTR = "stopped"
@@ -128,14 +129,18 @@ def rung_places(results: int, reduction_factor: int, min_results: int) -> int:
     return 0 if results < min_results else max(1, results // reduction_factor)
 
 
-def rung_competitors(study: optuna.Study, bracket: int, epochs: int) -> list[tuple[int, list[float]]]:
-    """(trial number, objective values) of every trial in `bracket` that reached the rung, read from storage.
+def rung_competitors(study: optuna.Study, bracket: int, epochs: int,
+                     trials: Sequence[FrozenTrial] | None = None) -> list[tuple[int, list[float]]]:
+    """(trial number, objective values) of every trial in `bracket` that reached the rung, read from storage
+    unless `trials` (the study's, read once) are given.
 
     Failed attempts are left out: a killed trial's retry carries its records, and they must count once."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
     out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)):
+    for t in trials:
         record = t.user_attrs.get(RUNGS_ATTR, {}).get(str(epochs))
-        if record is not None and t.user_attrs.get(BRACKET_ATTR, 0) == bracket:
+        if t.state in COMPETING and record is not None and t.user_attrs.get(BRACKET_ATTR, 0) == bracket:
             out.append((t.number, record["objectives"]))
     return sorted(out)
 
@@ -150,7 +155,7 @@ def due_continuations(study: optuna.Study, fidelity: Fidelity,
     due = []
     for bracket in range(fidelity.brackets):
         for epochs in fidelity.rungs_for(bracket)[:-1]:
-            competitors = rung_competitors(study, bracket, epochs)
+            competitors = rung_competitors(study, bracket, epochs, trials)
             order = promotion_order([v for _, v in competitors], directions)
             places = rung_places(len(competitors), fidelity.reduction_factor, fidelity.min_results)
             for index in order[:places]:
