@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
@@ -377,9 +376,7 @@ def check_start_point(space: SearchSpace, point: StartPoint, sample: Callable[[A
     study.enqueue_trial(point.params)
     trial = _FixedValuesChecked(study.ask(), point.params, where)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna warns of out-of-range fixed values; the check names them
-            sample(trial)
+        sample(trial)
     except ValueError as exc:
         raise ConfigError(f"{where}{exc}") from None
     drawn = trial.distributions
