@@ -9,6 +9,7 @@ from conftest import SHARED
 from nas.tasks.nodule.froc import estimated_froc
 from nas.tasks.nodule.material import (
     CROP_PIXEL_MM,
+    FALSE_POSITIVE_MM,
     SHIFT,
     SLAB_COPIES,
     SLICES_FILE,
@@ -92,6 +93,28 @@ def test_training_slabs_of_a_volume_are_shifted_in_depth_within_half_its_radius(
     assert sum(d != 0 for d in depths) > len(depths) / 3  # most volumes are deep enough to shift
 
 
+def test_screener_false_positives_in_volumes_sit_beside_the_nodule_and_follow_the_screener(material):
+    """What a screener ranks highest in a volume's box, away from its nodule, as stage 2 meets it in a scan."""
+    def brightest(tiles):  # a "screener" that prefers dense tiles
+        return tiles.mean(axis=(1, 2, 3))
+
+    def darkest(tiles):
+        return -tiles.mean(axis=(1, 2, 3))
+
+    bright = material.false_positive_sites("val", brightest, 16, 2)
+    dark = material.false_positive_sites("val", darkest, 16, 2)
+    assert all(len(sites) <= 2 for _, sites in bright) and sum(len(sites) for _, sites in bright) > 100
+    for v, sites in bright + dark:
+        assert (np.linalg.norm(sites - v.centre, axis=1) >= v.radius + FALSE_POSITIVE_MM).all()
+    density = lambda found: np.mean([v.values[tuple(np.rint(c).astype(int).clip(0, np.array(v.values.shape) - 1))]
+                                     for v, sites in found for c in sites])
+    assert density(bright) > density(dark)  # the screener decides which places come back
+    patches = material.false_positive_inputs("val", brightest, 16, "classify", 16, 2)
+    slabs = material.false_positive_inputs("val", brightest, 16, "screen", 16, 2)
+    count = sum(len(sites) for _, sites in bright)
+    assert patches.shape == (count, 1, 16, 16, 16) and slabs.shape == (count, len(SLAB_OFFSETS), 16, 16)
+
+
 def test_thin_keeps_the_centre_and_mirrors_the_rest():
     patch = np.arange(16, dtype=np.float32)[:, None, None] * np.ones((16, 4, 4), np.float32)
     assert thin(patch, 16) is patch
@@ -103,12 +126,18 @@ def test_thin_keeps_the_centre_and_mirrors_the_rest():
 
 def test_the_froc_estimate_on_a_hand_worked_case():
     # Four validation nodules: stage 1 hands on #1 and #3 in every scan, #2 in half, #4 never; stage-2 scores
-    # 0.9, 0.8, 0.3, 0.95. Two scans' false positives: (0.85, 0.2) and (0.5).
-    result = estimated_froc(np.array([1.0, 0.5, 1.0, 0.0]), np.array([0.9, 0.8, 0.3, 0.95]), [[0.85, 0.2], [0.5]])
-    # threshold 0.9: 0 FP/scan, found #1 -> 1/4; 0.8: 0.5 FP/scan, #1 + half of #2 -> 1.5/4; 0.3: 1 FP/scan,
-    # #1 + #2/2 + #3 -> 2.5/4; 0.2: 1.5 FP/scan, no more found (#4 never reaches stage 2).
+    # 0.9, 0.8, 0.3, 0.95. A sample of four false positives (0.85, 0.5, 0.2, 0.1), of which a scan holds 2.
+    result = estimated_froc(np.array([1.0, 0.5, 1.0, 0.0]), np.array([0.9, 0.8, 0.3, 0.95]),
+                            [0.85, 0.5, 0.2, 0.1], per_scan=2)
+    # each sampled false positive stands for 2/4 = 0.5 per scan. Threshold 0.9: 0 FP/scan, found #1 -> 1/4;
+    # 0.8: 0.5 FP/scan (0.85), #1 + half of #2 -> 1.5/4; 0.3: 1 FP/scan (0.85, 0.5), #1 + #2/2 + #3 -> 2.5/4;
+    # 0.2: 1.5 FP/scan, no more found (#4 never reaches stage 2).
     assert result.sensitivity_at_fp == {"0.125": 0.25, "0.25": 0.25, "0.5": 0.375, "1": 0.625, "2": 0.625,
                                         "4": 0.625, "8": 0.625}
     assert result.cpm == pytest.approx((0.25 + 0.25 + 0.375 + 4 * 0.625) / 7)
+    # twice the false positives per scan: 0.5 FP/scan is first reached at 0.85's threshold (0.9 -> #1 only)
+    doubled = estimated_froc(np.array([1.0, 0.5, 1.0, 0.0]), np.array([0.9, 0.8, 0.3, 0.95]),
+                             [0.85, 0.5, 0.2, 0.1], per_scan=4)
+    assert doubled.sensitivity_at_fp["0.5"] == 0.25 and doubled.sensitivity_at_fp["1"] == 0.375
     with pytest.raises(ValueError):
-        estimated_froc(np.zeros(0), np.zeros(0), [[0.1]])
+        estimated_froc(np.zeros(0), np.zeros(0), [0.1], per_scan=1)

@@ -51,7 +51,7 @@ def test_front_is_schema_valid_with_per_scan_latency(study):
             assert set(m["metrics"][split]["sensitivity_at_fp"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
         assert m["spec"]["screen"]["family"] == "dsconv" and m["spec"]["classify"]["family"] == "dsconv3d"
         patch = m["metrics"]["test"]["patch"]  # each stage on the test patients' examples, with its interval
-        assert set(patch) == {"screen", "classify"} and "patch" not in m["metrics"]["val"]
+        assert set(patch) == {"screen", "classify", "classify_vs_screen_fp"} and "patch" not in m["metrics"]["val"]
         for figures in patch.values():
             low, high = figures["auc_95ci"]
             assert 0 <= low <= figures["auc"] <= high <= 1 and 0 < figures["positives"] < figures["examples"]

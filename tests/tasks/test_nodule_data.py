@@ -11,7 +11,13 @@ from conftest import SHARED
 
 from nas.data.ct import CTScan
 from nas.errors import DataError
-from nas.tasks.nodule.data import HARD_NEGATIVE_COPIES, SCREENER_FALSE_POSITIVES, load_nodule_dataset, nodule_data
+from nas.tasks.nodule.data import (
+    HARD_NEGATIVE_COPIES,
+    SCREENER_FALSE_POSITIVES,
+    VOI_FALSE_POSITIVES,
+    load_nodule_dataset,
+    nodule_data,
+)
 from nas.tasks.nodule.volume import SLAB_OFFSETS, prepare
 
 SCANS = SHARED / "data" / "lidc"
@@ -81,7 +87,8 @@ def test_examples_for_both_stages(data):
 
 def test_the_screeners_top_false_positives_are_mined_for_both_stages(data):
     """The cascade rule: the seeds a screener ranks highest on the training scan, away from every finding, come
-    back as stage-2 negatives (HARD_NEGATIVE_COPIES each); which ones depends on the screener."""
+    back as stage-2 negatives (HARD_NEGATIVE_COPIES each), then (stage 2 only) those beside the training patients'
+    nodules in their volumes; which ones depends on the screener."""
     _, d = data
     def brightest(tiles):  # a "screener" that prefers dense tiles
         return tiles.mean(axis=(1, 2, 3))
@@ -90,12 +97,14 @@ def test_the_screeners_top_false_positives_are_mined_for_both_stages(data):
         return -tiles.mean(axis=(1, 2, 3))
 
     patches, labels = d.screener_false_positives(brightest, 16, "classify", 16)
-    assert patches.shape == (SCREENER_FALSE_POSITIVES * HARD_NEGATIVE_COPIES, 1, 16, 16, 16)
+    beside = sum(len(sites) for _, sites in d.material.false_positive_sites("train", brightest, 16, VOI_FALSE_POSITIVES))
+    count = SCREENER_FALSE_POSITIVES * HARD_NEGATIVE_COPIES + beside
+    assert beside > 100 and patches.shape == (count, 1, 16, 16, 16)
     assert int(labels.sum()) == 0 and patches.dtype == torch.float32
     other, _ = d.screener_false_positives(darkest, 16, "classify", 16)
     assert patches.mean() > other.mean()  # the dense blobs a bright-loving screener passes on, not the dark ones
     tiles, _ = d.screener_false_positives(brightest, 16, "screen", 16)  # the screener's own second pass
-    assert tiles.shape == (SCREENER_FALSE_POSITIVES * HARD_NEGATIVE_COPIES, len(SLAB_OFFSETS), 16, 16)
+    assert tiles.shape == (SCREENER_FALSE_POSITIVES * HARD_NEGATIVE_COPIES, len(SLAB_OFFSETS), 16, 16)  # scan only
 
 
 def test_a_scan_without_lungs_is_refused_clearly():

@@ -226,8 +226,9 @@ class NoduleTask(Task):
 
         evaluation = self.evaluate_pipeline(TwoStage(self._pipeline(candidate), artifacts["screen"],
                                                      artifacts["classify"]), dataset, split)
-        flags = ["validation FROC is estimated (validation patients' nodules against the training scans' false "
-                 "positives): it ranks candidates; only the test scans measure detection"] \
+        flags = ["validation FROC is estimated (validation patients' nodules against the screener's false positives "
+                 "beside them, as many per scan as a training scan passes on): it ranks candidates; only the test "
+                 "scans measure detection"] \
             if split == "val" and nodule_data(dataset).estimated_val else []
         metrics = evaluation.froc.metrics()
         if split == "test":
@@ -236,18 +237,20 @@ class NoduleTask(Task):
 
     def patch_figures(self, candidate: Candidate, artifacts: dict[str, Path | Predictor],
                       dataset: Dataset) -> dict[str, dict[str, Any]]:
-        """Each stage's AUC on the test patients' examples with its bootstrap 95% interval: hundreds of nodules,
+        """Each stage's AUC on the test patients' examples with its bootstrap 95% interval, and stage 2's on their
+        nodules against the screener's false positives beside them (`classify_vs_screen_fp`): hundreds of nodules,
         which say far more about the models than the few nodules of the test scans."""
-        from nas.metrics import bootstrap_ci
         from nas.tasks.nodule.data import nodule_data
+        from nas.tasks.nodule.pipeline import TwoStage
 
+        data = nodule_data(dataset)
         figures = {}
         for stage in candidate.stages:
-            labels = nodule_data(dataset).inputs("test", stage_of(stage.spec), stage.spec.input_size)[1].numpy()
-            scores = self.scores(artifacts[stage.name], stage.spec, dataset, "test")
-            figures[stage.name] = {"auc": binary_metrics(labels, scores, 0.5)["auc"],
-                                   "auc_95ci": bootstrap_ci(labels, scores, 0.5)["auc"],
-                                   "positives": int(labels.sum()), "examples": int(len(labels))}
+            labels = data.inputs("test", stage_of(stage.spec), stage.spec.input_size)[1].numpy()
+            figures[stage.name] = _auc_figures(labels, self.scores(artifacts[stage.name], stage.spec, dataset, "test"))
+        if data.material is not None:
+            detector = TwoStage(self._pipeline(candidate), artifacts["screen"], artifacts["classify"])
+            figures["classify_vs_screen_fp"] = _auc_figures(*data.against_false_positives(detector, "test"))
         return figures
 
     def describe_data(self, dataset: Dataset) -> dict[str, Any]:
@@ -289,6 +292,13 @@ class NoduleTask(Task):
 
     def describe_latency(self, m: Measurement) -> str:
         return f"{m.p50_ms:.0f} ms per scan (p95 {m.p95_ms:.0f} ms, {m.backend}, {m.precision})"
+
+
+def _auc_figures(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    from nas.metrics import bootstrap_ci
+
+    return {"auc": binary_metrics(labels, scores, 0.5)["auc"], "auc_95ci": bootstrap_ci(labels, scores, 0.5)["auc"],
+            "positives": int(labels.sum()), "examples": int(len(labels))}
 
 
 def dense_baseline(target: Target, spec: NoduleSpec, classify_onnx: Path, data: NoduleData,

@@ -162,11 +162,14 @@ def _metrics_row(name: str, m: dict[str, Any] | None) -> str:
             f"{m['sensitivity']:.3f} / {m['specificity']:.3f} |")
 
 
+PATCH_LABELS = {"classify_vs_screen_fp": "classify, nodules against the screener's false positives beside them"}
+
+
 def _patch_lines(patch: dict[str, Any] | None) -> list[str]:
     if not patch:
         return []
     return ["Each stage on the test patients' examples (LIDC crops and volumes, hundreds of nodules): "
-            + "; ".join(f"{stage} AUC {f['auc']:.3f} (95% bootstrap {f['auc_95ci'][0]:.3f}-{f['auc_95ci'][1]:.3f}, "
+            + "; ".join(f"{PATCH_LABELS.get(stage, stage)} AUC {f['auc']:.3f} (95% bootstrap {f['auc_95ci'][0]:.3f}-{f['auc_95ci'][1]:.3f}, "
                         f"{f['positives']} nodules of {f['examples']} examples)" for stage, f in patch.items()) + ".", ""]
 
 

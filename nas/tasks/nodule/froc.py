@@ -116,27 +116,31 @@ def froc(truths: Sequence[ScanTruth], candidates: Sequence[Sequence[Candidate]],
     best = np.concatenate(best_all) if best_all else np.zeros(0)
     if best.size == 0:
         raise ValueError("no reference nodules in these scans: sensitivity is undefined")
-    return _curve(np.ones(best.size), best, np.asarray(fps_all, dtype=np.float64), len(truths), rates)
+    return _curve(np.ones(best.size), best, np.asarray(fps_all, dtype=np.float64), 1.0 / len(truths), len(truths),
+                  rates)
 
 
-def estimated_froc(passed: np.ndarray, scores: np.ndarray, false_positives: Sequence[Sequence[float]],
-                   rates: Sequence[float] = FP_RATES) -> Froc:
-    """FROC from nodules seen outside whole scans: nodule i counts `passed[i]` (the chance stage 1 hands it on,
-    0..1) when its stage-2 `scores[i]` clears the threshold; `false_positives[s]` are scan s's false-positive
-    scores. Sensitivity at threshold t = sum(passed[i] for scores[i] >= t) / nodules, at sum over scans of
-    #(false positives >= t) / scans false positives per scan; read at each rate as `froc` reads its curve.
-    Raises ValueError without nodules or scans."""
+def estimated_froc(passed: np.ndarray, scores: np.ndarray, false_positives: Sequence[float], per_scan: float,
+                   scans: int = 1, rates: Sequence[float] = FP_RATES) -> Froc:
+    """FROC from nodules and false positives seen outside whole scans: nodule i counts `passed[i]` (the chance stage
+    1 hands it on, 0..1) when its stage-2 `scores[i]` clears the threshold; `false_positives` are stage-2 scores of a
+    sample of what stage 1 hands on that is no nodule, of which a scan holds `per_scan` (counted on `scans` scans).
+    Sensitivity at threshold
+    t = sum(passed[i] for scores[i] >= t) / nodules, at per_scan x (share of the sample >= t) false positives per
+    scan; read at each rate as `froc` reads its curve. Raises ValueError without nodules or false positives."""
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0 or not false_positives:
-        raise ValueError("an estimated FROC needs nodules and at least one scan's false positives")
-    fp_scores = np.concatenate([np.asarray(f, dtype=np.float64) for f in false_positives])
-    return _curve(np.asarray(passed, dtype=np.float64), scores, fp_scores, len(false_positives), rates)
+    fp_scores = np.asarray(false_positives, dtype=np.float64)
+    if scores.size == 0 or fp_scores.size == 0:
+        raise ValueError("an estimated FROC needs nodules and a sample of false positives")
+    return _curve(np.asarray(passed, dtype=np.float64), scores, fp_scores, per_scan / fp_scores.size, scans, rates)
 
 
-def _curve(weights: np.ndarray, best: np.ndarray, fp_scores: np.ndarray, scans: int, rates: Sequence[float]) -> Froc:
-    """Weighted sensitivity against false positives per scan at every distinct score, and its reading at `rates`."""
+def _curve(weights: np.ndarray, best: np.ndarray, fp_scores: np.ndarray, fp_weight: float, scans: int,
+           rates: Sequence[float]) -> Froc:
+    """Weighted sensitivity against false positives per scan (each of `fp_scores` counting `fp_weight`) at every
+    distinct score, and its reading at `rates`."""
     thresholds = np.unique(np.concatenate([best[np.isfinite(best)], fp_scores]))[::-1]
-    curve = [(float(t), float((fp_scores >= t).sum()) / scans, float(weights[best >= t].sum()) / best.size)
+    curve = [(float(t), float((fp_scores >= t).sum()) * fp_weight, float(weights[best >= t].sum()) / best.size)
              for t in thresholds]
     at = {rate_key(r): max([sens for _, fps, sens in curve if fps <= r], default=0.0) for r in rates}
     return Froc(sensitivity_at_fp=at, cpm=float(np.mean(list(at.values()))), nodules=int(best.size), scans=scans,

@@ -12,7 +12,9 @@ with the window measured in `nas.data.lidc_slices` (77 HU RMS), their pixels to 
 
 Stage 2 (3D classifier, cubes on the 1 mm grid): positives the volumes' nodules (centred on the mask's centroid,
 shifted up to SHIFT voxels, flipped and turned by quarter turns in plane with MONAI's transforms); negatives the
-volumes' surroundings (centred beyond the nodule's radius). Boxes are small (about 30 mm across, median 8 mm deep):
+volumes' surroundings (centred beyond the nodule's radius) and, once a screener is trained, what it would pass on
+in them (`false_positive_sites`: seeds of the box away from the nodule that it ranks highest, the vessels beside
+nodules that a single scan holds too few of). Boxes are small (about 30 mm across, median 8 mm deep):
 what a patch needs beyond its box is mirrored in (`_cut`), and every stage-2 patch, from a volume or a scan, in
 training or in use, keeps only PATCH_DEPTH_MM of slices mirrored beyond (`thin`), so a mirrored border tells neither
 class and scans look like volumes.
@@ -21,6 +23,7 @@ class and scans look like volumes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +34,10 @@ import torch.nn.functional as F
 from nas.data.lidc_slices import read_slices, to_hu
 from nas.data.lidc_vois import load_volumes, patient_split, read_nodule_table
 from nas.errors import DataError
-from nas.tasks.nodule.volume import GRID_MM, SLAB_OFFSETS, thin, to_window
+from nas.tasks.nodule.volume import GRID_MM, SLAB_OFFSETS, Prepared, blob_seeds, recentre, thin, to_model_input, to_window
 
 __all__ = ["CROP_PIXEL_MM", "SLICES_FILE", "VOIS_DIR", "VOTE_RULE", "LidcMaterial", "Voi", "augment_3d",
-           "crop_positions", "find_material"]
+           "crop_positions", "find_material", "patch_at", "slab_at"]
 
 SLICES_FILE = "lidc_slices_64.npz"
 VOIS_DIR = "lidc_vois"
@@ -53,6 +56,9 @@ SLAB_COPIES = 3
 """Stage-1 training slabs per volume (`voi_slabs`)."""
 SURROUNDINGS_MM = 3.0
 """A surroundings negative is centred at least this far outside the nodule's radius."""
+FALSE_POSITIVE_MM = 5.0
+"""A screener false positive in a volume is centred at least this far outside the nodule's radius (past the
+pipeline's MERGE_MM, so in a scan it would be a candidate of its own)."""
 CACHE_VERSION = 1
 
 
@@ -99,6 +105,19 @@ def _cut(values: np.ndarray, lo: np.ndarray, shape: tuple[int, ...]) -> np.ndarr
     padded = np.pad(values, pad, mode="symmetric") if any(p != (0, 0) for p in pad) else values
     start = lo + np.array([p[0] for p in pad])
     return padded[tuple(slice(s, s + n) for s, n in zip(start, shape))]
+
+
+def slab_at(values: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
+    """The screener's slab (3, size, size) through `centre` of a volume, what lies outside mirrored in."""
+    reach = max(SLAB_OFFSETS)
+    c = np.rint(centre).astype(int)
+    block = _cut(values, c - [reach, size // 2, size // 2], (2 * reach + 1, size, size))
+    return block[[reach + o for o in SLAB_OFFSETS]]
+
+
+def patch_at(values: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
+    """Stage 2's patch (size, size, size) centred at `centre` of a volume, mirrored beyond it and `thin`ned."""
+    return thin(_cut(values, np.rint(centre).astype(int) - size // 2, (size,) * 3))
 
 
 def _to_grid(hu: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
@@ -213,17 +232,45 @@ class LidcMaterial:
         blob's strongest response, often not the nodule's middle one, and these are the only positives whose three
         slices differ (a crop repeats its one slice): without depth shifts the screener scored nodules seeded a slice or
         two off their middle far below the middle itself."""
-        reach = max(SLAB_OFFSETS)
         out = []
         for v in self.split_vois(split):
             for _ in range(SLAB_COPIES if augment else 1):
                 shift = rng.integers(-SHIFT, SHIFT + 1, 3) * [0, 1, 1] if augment else np.zeros(3, int)
                 if augment:
                     shift[0] = rng.integers(-int(v.radius / 2), int(v.radius / 2) + 1)
-                c = np.rint(v.centre).astype(int) + shift
-                block = _cut(v.values, c - [reach, size // 2, size // 2], (2 * reach + 1, size, size))
-                out.append(block[[reach + o for o in SLAB_OFFSETS]])
+                out.append(slab_at(v.values, np.rint(v.centre).astype(int) + shift, size))
         return np.stack(out) if out else np.zeros((0, len(SLAB_OFFSETS), size, size), np.float32)
+
+    def false_positive_sites(self, split: str, screen: Callable[[np.ndarray], np.ndarray], tile: int,
+                             per_volume: int) -> list[tuple[Voi, np.ndarray]]:
+        """Per volume of the split, up to `per_volume` places the screener (`screen`: its slabs -> nodule scores)
+        ranks highest among the box's blob seeds at least FALSE_POSITIVE_MM outside the nodule, moved onto their
+        blobs as candidates are in a scan (`recentre`): the hardest negatives stage 2 meets, from hundreds of
+        patients instead of one scan's."""
+        out = []
+        for v in self.split_vois(split):
+            box = Prepared(volume=v.values, mask=np.ones(v.values.shape, bool), start=np.zeros(3), step=np.ones(3),
+                           series_uid=v.patient, geometry=None, seeds=np.zeros((0, 3)), seed_ms=0.0)  # type: ignore[arg-type]
+            seeds = blob_seeds(v.values, box.mask)
+            seeds = seeds[np.linalg.norm(seeds - v.centre, axis=1) >= v.radius + FALSE_POSITIVE_MM]
+            if not len(seeds):
+                continue
+            scores = screen(to_model_input(np.stack([slab_at(v.values, s, tile) for s in seeds])))
+            top = seeds[np.argsort(-scores, kind="stable")[:per_volume]]
+            moved = recentre(box, top)
+            out.append((v, moved[np.linalg.norm(moved - v.centre, axis=1) >= v.radius + FALSE_POSITIVE_MM]))
+        return out
+
+    def false_positive_inputs(self, split: str, screen: Callable[[np.ndarray], np.ndarray], tile: int, stage: str,
+                              size: int, per_volume: int) -> np.ndarray:
+        """`false_positive_sites` as `stage`'s inputs at `size`: slabs (N, 3, size, size) or patches
+        (N, 1, size, size, size)."""
+        sites = self.false_positive_sites(split, screen, tile, per_volume)
+        if stage == "screen":
+            cut = [slab_at(v.values, c, size) for v, places in sites for c in places]
+            return np.stack(cut) if cut else np.zeros((0, len(SLAB_OFFSETS), size, size), np.float32)
+        cut = [patch_at(v.values, c, size)[None] for v, places in sites for c in places]
+        return np.stack(cut) if cut else np.zeros((0, 1, size, size, size), np.float32)
 
     def voi_patches(self, split: str, size: int, rng: np.random.Generator, copies: int,
                     surroundings: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,13 +280,13 @@ class LidcMaterial:
         for v in self.split_vois(split):
             for n in range(copies):
                 shift = rng.integers(-SHIFT, SHIFT + 1, 3) if copies > 1 else 0
-                patches.append(thin(_cut(v.values, np.rint(v.centre).astype(int) + shift - size // 2, (size,) * 3)))
+                patches.append(patch_at(v.values, np.rint(v.centre).astype(int) + shift, size))
                 labels.append(1)
             for _ in range(surroundings):
                 direction = rng.normal(size=3) * [0.3, 1.0, 1.0]  # boxes are shallow: go sideways mostly
                 reach = v.radius + SURROUNDINGS_MM + rng.uniform(0.0, 5.0)
                 centre = np.rint(v.centre + direction / np.linalg.norm(direction) * reach).astype(int)
-                patches.append(thin(_cut(v.values, centre - size // 2, (size,) * 3)))
+                patches.append(patch_at(v.values, centre, size))
                 labels.append(0)
         stack = np.stack(patches)[:, None] if patches else np.zeros((0, 1, size, size, size), np.float32)
         return stack.astype(np.float32), np.asarray(labels, dtype=int)
