@@ -17,9 +17,10 @@ time. Per pipeline also the patch-level test figures on the test patients' LIDC 
 nodules): each stage's AUC with a bootstrap 95% interval, and stage 2's AUC of nodule volumes against the screener's
 false positives: those it ranks highest beside the test patients' nodules, in their volumes (classify_vs_volume_fp,
 as pareto.json's classify_vs_screen_fp), and its candidates on the scans that are no reference finding
-(classify_vs_scan_fp: 0003's and the training scan 0002's, a few dozen). Targets (issues 5 and 17): all three nodules of 0003 at <= 4 FP/scan and two at 1;
-stage-2 AUC >= 0.95 against the screener's false positives; the fastest pipeline at >= 0.9 sensitivity at 8 FP/scan
-reads a whole scan in <= 10 s on this 2-core CPU and in <= 1/5 of dense time at equal sensitivity. Example:
+(classify_vs_scan_fp: 0003's and the training scan 0002's, a few dozen). Targets (issues 5 and 17): all three
+nodules of 0003 at <= 4 FP/scan and two at 1; stage-2 AUC >= 0.95 against the screener's false positives; the
+fastest pipeline at >= 0.9 sensitivity at 8 FP/scan reads a whole scan in <= 10 s on this 2-core CPU and in
+<= 1/5 of dense time at equal sensitivity. Example:
 
     python benchmarks/nodule_pipeline.py --results /tmp/nodule-results --study n4
 """

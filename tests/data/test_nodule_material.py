@@ -109,10 +109,8 @@ def test_screener_false_positives_in_volumes_sit_beside_the_nodule_and_follow_th
     density = lambda found: np.mean([v.values[tuple(np.rint(c).astype(int).clip(0, np.array(v.values.shape) - 1))]
                                      for v, sites in found for c in sites])
     assert density(bright) > density(dark)  # the screener decides which places come back
-    patches = material.false_positive_inputs("val", brightest, 16, "classify", 16, 2)
-    slabs = material.false_positive_inputs("val", brightest, 16, "screen", 16, 2)
-    count = sum(len(sites) for _, sites in bright)
-    assert patches.shape == (count, 1, 16, 16, 16) and slabs.shape == (count, len(SLAB_OFFSETS), 16, 16)
+    patches = material.false_positive_patches("val", brightest, 16, 16, 2)
+    assert patches.shape == (sum(len(sites) for _, sites in bright), 1, 16, 16, 16)
 
 
 def test_thin_keeps_the_centre_and_mirrors_the_rest():

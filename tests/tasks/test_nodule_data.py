@@ -97,7 +97,8 @@ def test_the_screeners_top_false_positives_are_mined_for_both_stages(data):
         return -tiles.mean(axis=(1, 2, 3))
 
     patches, labels = d.screener_false_positives(brightest, 16, "classify", 16)
-    beside = sum(len(sites) for _, sites in d.material.false_positive_sites("train", brightest, 16, VOI_FALSE_POSITIVES))
+    sites = d.material.false_positive_sites("train", brightest, 16, VOI_FALSE_POSITIVES)
+    beside = sum(len(places) for _, places in sites)
     count = SCREENER_FALSE_POSITIVES * HARD_NEGATIVE_COPIES + beside
     assert beside > 100 and patches.shape == (count, 1, 16, 16, 16)
     assert int(labels.sum()) == 0 and patches.dtype == torch.float32

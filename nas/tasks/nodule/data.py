@@ -236,7 +236,7 @@ class NoduleData:
             parts += [cut(prepared, _augmented(rng, index, c, 0, 3.0), size)
                       for c in top for _ in range(HARD_NEGATIVE_COPIES)]
         if self.material is not None and stage == "classify":
-            parts += list(self.material.false_positive_inputs("train", screen, tile, stage, size, VOI_FALSE_POSITIVES))
+            parts += list(self.material.false_positive_patches("train", screen, tile, size, VOI_FALSE_POSITIVES))
         shape = (len(SLAB_OFFSETS), size, size) if stage == "screen" else (1, size, size, size)
         values = np.stack(parts) if parts else np.zeros((0, *shape), np.float32)
         if stage == "classify" and len(values):
@@ -392,8 +392,8 @@ class NoduleData:
             raise DataError(f"{self.root}: no {SLICES_FILE} with {VOIS_DIR}/ beside the scans to take nodules from")
         spec = detector.spec
         nodules, _ = self.material.voi_patches(split, spec.patch_size, np.random.default_rng(SEED), 1, 0)
-        negatives = self.material.false_positive_inputs(split, detector.screen_p, spec.screen.input_size, "classify",
-                                                        spec.patch_size, SCORED_FALSE_POSITIVES)
+        negatives = self.material.false_positive_patches(split, detector.screen_p, spec.screen.input_size,
+                                                         spec.patch_size, SCORED_FALSE_POSITIVES)
         labels = np.r_[np.ones(len(nodules), int), np.zeros(len(negatives), int)]
         return labels, detector.classify_p(to_model_input(np.concatenate([nodules, negatives])))
 

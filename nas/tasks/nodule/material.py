@@ -34,7 +34,16 @@ import torch.nn.functional as F
 from nas.data.lidc_slices import read_slices, to_hu
 from nas.data.lidc_vois import load_volumes, patient_split, read_nodule_table
 from nas.errors import DataError
-from nas.tasks.nodule.volume import GRID_MM, SLAB_OFFSETS, Prepared, blob_seeds, recentre, thin, to_model_input, to_window
+from nas.tasks.nodule.volume import (
+    GRID_MM,
+    SLAB_OFFSETS,
+    Prepared,
+    blob_seeds,
+    recentre,
+    thin,
+    to_model_input,
+    to_window,
+)
 
 __all__ = ["CROP_PIXEL_MM", "SLICES_FILE", "VOIS_DIR", "VOTE_RULE", "LidcMaterial", "Voi", "augment_3d",
            "crop_positions", "find_material", "patch_at", "slab_at"]
@@ -250,7 +259,8 @@ class LidcMaterial:
         out = []
         for v in self.split_vois(split):
             box = Prepared(volume=v.values, mask=np.ones(v.values.shape, bool), start=np.zeros(3), step=np.ones(3),
-                           series_uid=v.patient, geometry=None, seeds=np.zeros((0, 3)), seed_ms=0.0)  # type: ignore[arg-type]
+                           series_uid=v.patient, geometry=None,  # type: ignore[arg-type]  # no scan: recentre only
+                           seeds=np.zeros((0, 3)), seed_ms=0.0)
             seeds = blob_seeds(v.values, box.mask)
             seeds = seeds[np.linalg.norm(seeds - v.centre, axis=1) >= v.radius + FALSE_POSITIVE_MM]
             if not len(seeds):
@@ -261,14 +271,10 @@ class LidcMaterial:
             out.append((v, moved[np.linalg.norm(moved - v.centre, axis=1) >= v.radius + FALSE_POSITIVE_MM]))
         return out
 
-    def false_positive_inputs(self, split: str, screen: Callable[[np.ndarray], np.ndarray], tile: int, stage: str,
-                              size: int, per_volume: int) -> np.ndarray:
-        """`false_positive_sites` as `stage`'s inputs at `size`: slabs (N, 3, size, size) or patches
-        (N, 1, size, size, size)."""
+    def false_positive_patches(self, split: str, screen: Callable[[np.ndarray], np.ndarray], tile: int, size: int,
+                               per_volume: int) -> np.ndarray:
+        """`false_positive_sites` as stage 2's patches (N, 1, size, size, size)."""
         sites = self.false_positive_sites(split, screen, tile, per_volume)
-        if stage == "screen":
-            cut = [slab_at(v.values, c, size) for v, places in sites for c in places]
-            return np.stack(cut) if cut else np.zeros((0, len(SLAB_OFFSETS), size, size), np.float32)
         cut = [patch_at(v.values, c, size)[None] for v, places in sites for c in places]
         return np.stack(cut) if cut else np.zeros((0, 1, size, size, size), np.float32)
 
