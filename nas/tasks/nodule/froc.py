@@ -125,9 +125,9 @@ def estimated_froc(passed: np.ndarray, scores: np.ndarray, false_positives: Sequ
     """FROC from nodules and false positives seen outside whole scans: nodule i counts `passed[i]` (the chance stage
     1 hands it on, 0..1) when its stage-2 `scores[i]` clears the threshold; `false_positives` are stage-2 scores of a
     sample of what stage 1 hands on that is no nodule, of which a scan holds `per_scan` (counted on `scans` scans).
-    Sensitivity at threshold
-    t = sum(passed[i] for scores[i] >= t) / nodules, at per_scan x (share of the sample >= t) false positives per
-    scan; read at each rate as `froc` reads its curve. Raises ValueError without nodules or false positives."""
+    Sensitivity at threshold t = sum(passed[i] for scores[i] >= t) / nodules, at per_scan x (share of the sample
+    >= t) false positives per scan; read at each rate as `froc` reads its curve. Raises ValueError without nodules
+    or false positives."""
     scores = np.asarray(scores, dtype=np.float64)
     fp_scores = np.asarray(false_positives, dtype=np.float64)
     if scores.size == 0 or fp_scores.size == 0:
