@@ -224,32 +224,30 @@ class NoduleTask(Task):
         from nas.tasks.nodule.data import nodule_data
         from nas.tasks.nodule.pipeline import TwoStage
 
-        evaluation = self.evaluate_pipeline(TwoStage(self._pipeline(candidate), artifacts["screen"],
-                                                     artifacts["classify"]), dataset, split)
+        detector = TwoStage(self._pipeline(candidate), artifacts["screen"], artifacts["classify"])
+        evaluation = self.evaluate_pipeline(detector, dataset, split)
         flags = ["validation FROC is estimated (validation patients' nodules against the screener's false positives "
                  "beside them, as many per scan as a training scan passes on): it ranks candidates; only the test "
                  "scans measure detection"] \
             if split == "val" and nodule_data(dataset).estimated_val else []
         metrics = evaluation.froc.metrics()
         if split == "test":
-            metrics["patch"] = self.patch_figures(candidate, artifacts, dataset)
+            metrics["patch"] = self.patch_figures(detector, dataset)
         return CandidateScore(metrics, {"classify": evaluation.mean_passed}, flags, evaluation)
 
-    def patch_figures(self, candidate: Candidate, artifacts: dict[str, Path | Predictor],
-                      dataset: Dataset) -> dict[str, dict[str, Any]]:
+    def patch_figures(self, detector: TwoStage, dataset: Dataset) -> dict[str, dict[str, Any]]:
         """Each stage's AUC on the test patients' examples with its bootstrap 95% interval, and stage 2's on their
         nodules against the screener's false positives beside them (`classify_vs_screen_fp`): hundreds of nodules,
         which say far more about the models than the few nodules of the test scans."""
         from nas.tasks.nodule.data import nodule_data
-        from nas.tasks.nodule.pipeline import TwoStage
 
         data = nodule_data(dataset)
         figures = {}
-        for stage in candidate.stages:
-            labels = data.inputs("test", stage_of(stage.spec), stage.spec.input_size)[1].numpy()
-            figures[stage.name] = _auc_figures(labels, self.scores(artifacts[stage.name], stage.spec, dataset, "test"))
+        for stage, spec, predict in (("screen", detector.spec.screen, detector.screen_p),
+                                     ("classify", detector.spec.classify, detector.classify_p)):
+            inputs, labels = data.inputs("test", stage, spec.input_size)
+            figures[stage] = _auc_figures(labels.numpy(), predict(inputs.numpy()))
         if data.material is not None:
-            detector = TwoStage(self._pipeline(candidate), artifacts["screen"], artifacts["classify"])
             figures["classify_vs_screen_fp"] = _auc_figures(*data.against_false_positives(detector, "test"))
         return figures
 
