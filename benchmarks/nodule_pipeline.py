@@ -4,9 +4,9 @@ For each pipeline (the front members of a nodule study, or pipeline folders give
 scan, both ways, all through the code the search and `nas detect` use:
 
     two-stage   seeds (blob-like dense spots in the lung mask, found during pre-processing), a 2D slab screener on
-                one tile per seed, the 3D classifier on its top candidates
+                one tile per seed, the 3D classifier on its top candidates (each in the pipeline's `views`, one batch)
     dense       the same 3D classifier on every half-overlapping window over the lungs (no screening, no seeds:
-                its pre-processing time leaves out the seed finding)
+                its pre-processing time leaves out the seed finding; one view per window, the cheaper baseline)
 
 Per scan: time composed from measurements on the target (measured pre-processing + each model's measured time per
 run at its batch x runs on this scan, as pareto.json's scan_ms), the stage breakdown, and the wall-clock time of the
@@ -112,7 +112,7 @@ def benchmark(folder: Path, data, target, min_score: float) -> list[dict]:
     classify_spec = spec.classify
     quant = classify_spec.compression.quant
     screen_m = measure_at_batch(target, screen_onnx, "fp32", spec.screen.input_shape, SCREEN_BATCH)
-    classify_m = target.measure(classify_onnx, quant, classify_spec.input_shape)
+    classify_m = measure_at_batch(target, classify_onnx, quant, classify_spec.input_shape, spec.views)
     dense_m = measure_at_batch(target, classify_onnx, quant, classify_spec.input_shape, DENSE_BATCH)
     detector = TwoStage(spec, screen_onnx, classify_onnx)
     predict = probabilities(classify_onnx)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["PATCH_PARAMS"]
 
-PATCH_PARAMS = ("patch_size", "candidates", "screen_threshold")
-"""Declared beside every 3D family's architecture in a space: the patch edge the second stage classifies, and how
-many first-stage candidates, above what first-stage score, it is given (they set how often the model runs)."""
+PATCH_PARAMS = ("patch_size", "candidates", "screen_threshold", "views")
+"""Declared beside every 3D family's architecture in a space: the patch edge the second stage classifies, how
+many first-stage candidates, above what first-stage score, it is given, and in how many symmetric views of each it
+scores them (these set how often the model runs)."""

@@ -1,4 +1,5 @@
-"""Supervised training with AdamW, a cosine schedule and on-the-fly affine augmentation."""
+"""Supervised training with AdamW, a cosine schedule and on-the-fly augmentation (affine for images, symmetries
+for volumes)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,27 @@ class TrainLog:
     state: dict[str, Any] | None = None
     """Where training stopped (epoch, optimizer, schedule, random stream), to resume it exactly: set when
     training stopped before the recipe's last epoch."""
+
+
+def random_symmetry(volumes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each volume (N, C, D, H, W) flipped along each axis and transposed in plane, each at random: the 16
+    symmetries of a box with a square section (8 when it is not square). Drawn each step, not once when the inputs
+    are cut: a nodule classifier shown the same few copies every epoch learns those copies. On the nodule start
+    point (stage 2's validation AUC against the screener's false positives, 0.929 without) it gave 0.941 and 0.929
+    on two seeds at 8 epochs, and 0.949 at 12, where without it 12 epochs had not helped (0.938 against 0.939)."""
+    n = volumes.shape[0]
+    coin = lambda: (torch.rand(n, generator=generator) < 0.5).view(-1, 1, 1, 1, 1).to(volumes.device)  # noqa: E731
+    for axis in (2, 3, 4):
+        volumes = torch.where(coin(), volumes.flip(axis), volumes)
+    square = volumes.shape[3] == volumes.shape[4]
+    return torch.where(coin(), volumes.transpose(3, 4), volumes) if square else volumes
+
+
+def augment(inputs: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """`random_affine` for images, `random_symmetry` for volumes; nothing at strength 0."""
+    if strength <= 0:
+        return inputs
+    return random_symmetry(inputs, generator) if inputs.ndim == 5 else random_affine(inputs, strength, generator)
 
 
 def random_affine(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
@@ -102,7 +124,7 @@ def train_classifier(
             index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size].to(device)
             if len(index) < 2:  # BatchNorm cannot train on a single sample
                 continue
-            batch = random_affine(images[index], recipe.augment, generator)
+            batch = augment(images[index], recipe.augment, generator)
             logits = model(batch)
             if distill is None:
                 loss = F.cross_entropy(logits, labels[index])

@@ -47,6 +47,7 @@ def test_front_is_schema_valid_with_per_scan_latency(study):
         assert lat["scan_ms"] == pytest.approx(sum(s["p50_ms"] for s in lat["stages"].values()))
         assert lat["p50_ms"] == pytest.approx(lat["scan_ms"]) and lat["batch"] == 1
         assert lat["precision"] in ("fp32", "mixed")  # stage 1 ships fp32; "mixed" when stage 2 is int8
+        assert lat["stages"]["classify"]["batch"] == 2  # nodule-tiny's views: both of a candidate's views at once
         for split in ("val", "test"):
             assert set(m["metrics"][split]["sensitivity_at_fp"]) == {"0.125", "0.25", "0.5", "1", "2", "4", "8"}
         assert m["spec"]["screen"]["family"] == "dsconv" and m["spec"]["classify"]["family"] == "dsconv3d"

@@ -112,8 +112,6 @@ class NoduleTask(Task):
                                                               screen_spec.input_size, stage, spec.input_size)
             inputs, labels, hard = torch.cat([inputs, more]), torch.cat([labels, more_labels]), len(more_labels)
         recipe = recipe or spec.training
-        if stage == "classify":  # augmented when derived; the 2D affine in the loop does not apply to volumes
-            recipe = recipe.model_copy(update={"augment": 0.0})
         log = train_classifier(model, inputs, labels, recipe, seed=seed, deadline=deadline, device=device,
                                stop_after=stop_after, resume=resume)
         out = {"stage": stage, "examples": len(labels), "positives": int(labels.sum()),
@@ -180,7 +178,8 @@ class NoduleTask(Task):
         from nas.tasks.nodule.pipeline import CLASSIFY_DIR, SCREEN_BATCH, SCREEN_DIR
 
         return Candidate((Stage("screen", pipeline.screen, SCREEN_DIR, SCREEN_BATCH, compressed=False),
-                          Stage("classify", pipeline.classify, CLASSIFY_DIR, 1)), pipeline.model_dump(mode="json"))
+                          Stage("classify", pipeline.classify, CLASSIFY_DIR, pipeline.views)),
+                         pipeline.model_dump(mode="json"))
 
     def with_stage_spec(self, candidate: Candidate, stage: str, spec: Spec) -> Candidate:
         return self._candidate(self._pipeline(candidate).model_copy(update={stage: spec}))
@@ -213,7 +212,7 @@ class NoduleTask(Task):
         passed = (runs or {}).get("classify", float(pipeline.candidates))
         return compose_latency([data.prepare_ms[prepared.series_uid] for prepared, _ in scans],
                                {"screen": (measured["screen"], sum(batches) / len(batches), f"batch of {SCREEN_BATCH} tiles"),
-                                "classify": (measured["classify"], passed, "one candidate patch")}, len(scans))
+                                "classify": (measured["classify"], passed, _patch_unit(pipeline.views))}, len(scans))
 
     def budget_what(self, candidate: Candidate) -> str:
         return f"per-scan time (with all {self._pipeline(candidate).candidates} candidates)"
@@ -290,6 +289,10 @@ class NoduleTask(Task):
 
     def describe_latency(self, m: Measurement) -> str:
         return f"{m.p50_ms:.0f} ms per scan (p95 {m.p95_ms:.0f} ms, {m.backend}, {m.precision})"
+
+
+def _patch_unit(views: int) -> str:
+    return "one candidate patch" if views == 1 else f"one candidate patch in {views} views"
 
 
 def _auc_figures(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from nas.tasks.nodule.volume import (
     SEED_SIGMAS_MM,
     SLAB_OFFSETS,
     STD,
+    VIEWS,
 )
 
 if TYPE_CHECKING:
@@ -82,13 +83,19 @@ def pipeline_config(folder: Path) -> dict[str, Any]:
                    "selection": "seeds over the threshold, best first, moved to the density-weighted centroid "
                                 f"(above {RECENTRE_FLOOR_HU:g} HU) within {RECENTRE_MM:g} mm ({RECENTRE_STEPS} "
                                 f"steps), merged within {MERGE_MM:g} mm, the best `candidates` kept"},
-        "classify": {"input": [1, 1, patch, patch, patch], "patch_mm": patch * GRID_MM,
+        "classify": {"input": [spec.views, 1, patch, patch, patch], "patch_mm": patch * GRID_MM,
                      "depth": f"the central {PATCH_DEPTH_MM:g} slices kept, those beyond mirrored ('symmetric')",
-                     "output": "logits [other, nodule]; score = softmax(logits)[1]"},
+                     "views": [_view_name(flips, transpose) for flips, transpose in VIEWS[:spec.views]],
+                     "output": "logits [other, nodule] per view; score = mean over the views of softmax(logits)[1]"},
         "dense_baseline": {"windows": f"{patch}^3 at stride {max(1, patch // 2)} over the lungs",
                            "batch": DENSE_BATCH, "selection": "local maxima of the window scores, moved and merged "
                                                               "as above, scored again where they land"},
     }
+
+
+def _view_name(flips: tuple[int, ...], transpose: bool) -> str:
+    steps = (["transpose y/x"] if transpose else []) + [f"flip {'zyx'[axis]}" for axis in flips]
+    return ", then ".join(steps) or "as is"
 
 
 def export_nodule_trial(folder: Path, result: Any, task: Task, dataset: Dataset, out: Path) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from nas.tasks.nodule.volume import (
     patches,
     recentre,
     seed_tiles,
+    symmetric_views,
     to_model_input,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "evaluate_scans",
     "PipelineFiles",
     "load_pipeline",
+    "over_views",
     "run_dense",
     "screen_batches",
     "select_candidates",
@@ -91,6 +93,27 @@ def probabilities(artifact: Path | Predictor, threads: int | None = None) -> Pro
         return (p[:, 1] / p.sum(axis=1)).astype(np.float32)
 
     return run
+
+
+VIEW_CHUNK = 64
+"""Patches whose views run at once when many are scored together (a test split's): memory, not speed."""
+
+
+def over_views(predict: Probabilities, views: int) -> Probabilities:
+    """Stage 2's probability of each patch as the mean over its first `views` symmetric views (`symmetric_views`),
+    a patch's views in one batch: test-time augmentation that the classifier's own symmetric training makes
+    meaningful. On the dsconv-32 start point, 8 views raised stage 2's validation AUC against the screener's false
+    positives by about 0.02 (three trained models: 0.941 to 0.961, 0.929 to 0.952, 0.949 to 0.970) for 8 times its
+    (small) share of a scan's time."""
+    if views == 1:
+        return predict
+
+    def averaged(patches: np.ndarray) -> np.ndarray:
+        chunks = [predict(symmetric_views(patches[i:i + VIEW_CHUNK], views)).reshape(-1, views).mean(axis=1)
+                  for i in range(0, len(patches), VIEW_CHUNK)]
+        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+    return averaged
 
 
 @dataclass(frozen=True)
@@ -159,7 +182,7 @@ class TwoStage:
                  threads: int | None = None) -> None:
         self.spec = spec
         self.screen_p = probabilities(screen, threads)
-        self.classify_p = probabilities(classify, threads)
+        self.classify_p = over_views(probabilities(classify, threads), spec.views)
 
     def screen(self, prepared: Prepared) -> tuple[np.ndarray, np.ndarray, int]:
         """Candidate grid positions and stage-1 scores (best first, at most `candidates`), and the tiles run."""

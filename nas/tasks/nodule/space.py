@@ -2,8 +2,9 @@
 
 A nodule space is an ordinary `SearchSpace` file read two ways: its 2D families are first-stage screeners (on
 `input_size`-pixel tiles of 3-slice slabs, 1 mm per pixel), its 3D families second-stage patch classifiers; each 3D
-family's block also declares `patch_size`, `candidates` and `screen_threshold` (see nas.models.volume). `training`
-is shared by both stages; `compression` applies to the second stage, the one that runs per candidate in 3D.
+family's block also declares `patch_size`, `candidates`, `screen_threshold` and `views` (see nas.models.volume).
+`training` is shared by both stages; `compression` applies to the second stage, the one that runs per candidate in
+3D.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from nas.models import get_family
 from nas.models.volume import PATCH_PARAMS
 from nas.spaces import TRAINING_DEFAULTS, SearchSpace, draw, sample_compression
 from nas.spec import CompressionSpec, Spec, TrainingSpec
-from nas.tasks.nodule.volume import SLAB_OFFSETS
+from nas.tasks.nodule.volume import SLAB_OFFSETS, VIEWS
 
 __all__ = ["NoduleSpec", "sample_nodule_spec", "stages"]
 
@@ -34,6 +35,8 @@ class NoduleSpec(BaseModel):
     """Second stage: a 3D classifier of (1, P, P, P) patches, P = classify.input_size."""
     candidates: int = Field(ge=1, description="at most this many stage-1 candidates go to stage 2 per scan")
     screen_threshold: float = Field(ge=0, le=1, description="stage-1 score a tile needs to become a candidate")
+    views: int = Field(1, ge=1, le=len(VIEWS), description="stage 2 scores each candidate as the mean over this many "
+                       "symmetric views of its patch (test-time augmentation, one batch of views per candidate)")
 
     @field_validator("classify")
     @classmethod
@@ -46,7 +49,8 @@ class NoduleSpec(BaseModel):
         return self.classify.input_size
 
     def summary(self) -> str:
-        return (f"screen {self.screen.summary()} | classify {self.classify.summary()} | "
+        views = f" x {self.views} views" if self.views > 1 else ""
+        return (f"screen {self.screen.summary()} | classify {self.classify.summary()}{views} | "
                 f"top {self.candidates} over {self.screen_threshold:.2f}")
 
 
@@ -69,7 +73,8 @@ def _arch(trial: optuna.Trial, prefix: str, family: str, declared: dict[str, Any
 
 def sample_nodule_spec(space: SearchSpace, trial: optuna.Trial, *, max_epochs: int | None = None) -> NoduleSpec:
     """Draw both stages, the hand-off and the shared training recipe. Parameter names are stable:
-    `screen.family`, `screen.input_size`, `classify.family`, `classify.resnet3d.patch_size`, `lr`, `quant`."""
+    `screen.family`, `screen.input_size`, `classify.family`, `classify.resnet3d.patch_size`, `classify.resnet3d.views`,
+    `lr`, `quant`."""
     first, second = stages(space)
     screen_family = trial.suggest_categorical("screen.family", first)
     screen_arch = _arch(trial, "screen", screen_family, space.families[screen_family])
@@ -85,12 +90,11 @@ def sample_nodule_spec(space: SearchSpace, trial: optuna.Trial, *, max_epochs: i
         recipe = TrainingSpec(**training)
         screen = Spec(family=screen_family, arch=screen_arch, input_size=tile, in_channels=len(SLAB_OFFSETS),
                       num_classes=2, training=recipe)
-        # patches are augmented when derived (jitter, flips, quarter turns): the 2D affine does not apply in 3D
+        # `augment` > 0: the training loop draws each patch's flips and in-plane turns every step
         classify = Spec(family=classify_family, arch=classify_arch, input_size=int(hand_off["patch_size"]),
-                        in_channels=1, num_classes=2, training=recipe.model_copy(update={"augment": 0.0}),
-                        spatial_dims=3,
+                        in_channels=1, num_classes=2, training=recipe, spatial_dims=3,
                         compression=CompressionSpec(**sample_compression(space, trial)))
         return NoduleSpec(screen=screen, classify=classify, candidates=int(hand_off["candidates"]),
-                          screen_threshold=float(hand_off["screen_threshold"]))
+                          screen_threshold=float(hand_off["screen_threshold"]), views=int(hand_off["views"]))
     except ValueError as exc:
         raise ConfigError(f"{space.path}: cannot build a candidate: {exc}") from None

@@ -27,6 +27,7 @@ __all__ = [
     "PATCH_DEPTH_MM",
     "SEED_CAP",
     "SLAB_OFFSETS",
+    "VIEWS",
     "Prepared",
     "blob_seeds",
     "diameter_mm",
@@ -36,6 +37,7 @@ __all__ = [
     "recentre",
     "region",
     "seed_tiles",
+    "symmetric_views",
     "thin",
     "to_model_input",
     "to_window",
@@ -208,6 +210,21 @@ def patches(prepared: Prepared, centres: np.ndarray, size: int) -> np.ndarray:
     for n, c in enumerate(np.rint(np.asarray(centres)).astype(int)):
         out[n, 0] = thin(region(prepared, c - size // 2, (size, size, size)))
     return out
+
+
+VIEWS = (((), False), ((-1,), False), ((-2,), False), ((), True), ((-3,), False), ((-3, -2, -1), False),
+          ((-1,), True), ((-2,), True))
+"""Symmetries of a patch (axes flipped after an in-plane transpose, if set), in the order stage 2 takes them:
+a nodule is a nodule mirrored or turned a quarter turn in plane, so its score should not change under any of them."""
+
+
+def symmetric_views(patches: np.ndarray, views: int) -> np.ndarray:
+    """(N * views, ...) from (N, ..., D, H, W): each patch's first `views` of VIEWS, a patch's views adjacent."""
+    out = []
+    for flips, transpose in VIEWS[:views]:
+        turned = np.swapaxes(patches, -1, -2) if transpose else patches
+        out.append(np.flip(turned, flips) if flips else turned)
+    return np.ascontiguousarray(np.stack(out, axis=1).reshape(-1, *patches.shape[1:]))
 
 
 def thin(patch: np.ndarray, depth: int = round(PATCH_DEPTH_MM / GRID_MM)) -> np.ndarray:
