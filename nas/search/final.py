@@ -76,7 +76,8 @@ def finalize(run: SearchRun, *, keep_artifacts: str = "front", log: Any = None) 
         ctx.target, candidate_of(run, knee_member) if knee_member else None,
         ctx.trial_dir(knee_member.trial) if knee_member else None,
         knee_member.measurement.p50_ms if knee_member else None,
-        tests[knee_member.trial][1] if knee_member else None, ctx.dataset, say)
+        tests[knee_member.trial][1] if knee_member else None, ctx.dataset, say,
+        knee_member.runtime_choice if knee_member else None)
 
     def entry(r: TrialResult) -> dict[str, Any]:
         m, scan = remeasured[r.trial]

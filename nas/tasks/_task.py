@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # torch loads when a task trains or scores, not when tasks ar
     import torch
     from torch import nn
 
+    from nas.hardware.runtime_choice import RuntimeChoice
     from nas.spaces import SearchSpace
     from nas.train import Distillation
 
@@ -139,9 +140,10 @@ class Task(ABC):
         return {"onnx": str(folder / "model.onnx"), "weights": str(folder / "model.pt")}
 
     def front_extras(self, target: Target, candidate: Candidate | None, folder: Path | None, scan_ms: float | None,
-                     test: CandidateScore | None, dataset: Dataset, say: Callable[[str], None]) -> dict[str, Any]:
+                     test: CandidateScore | None, dataset: Dataset, say: Callable[[str], None],
+                     runtime_choice: RuntimeChoice | None = None) -> dict[str, Any]:
         """What pareto.json adds for this task, given the knee member (None when the front is empty): its
-        candidate, folder, latency p50 and test scoring."""
+        candidate, folder, latency p50, test scoring and the runtime its main stage ships on."""
         return {}
 
     def export_bundle(self, open_trial: Callable[[], tuple[Path, Any, Task, Dataset]], out: Path

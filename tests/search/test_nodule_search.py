@@ -90,6 +90,25 @@ def test_dense_baseline_is_measured_on_the_same_scans(study):
     assert 0 <= dense["froc"]["cpm"] <= 1
 
 
+
+def test_dense_baseline_is_timed_on_the_runtime_the_second_stage_ships_on(study):
+    """The baseline differs from the pipeline by screening alone: a stage 2 shipped on OpenVINO is timed densely on
+    OpenVINO too, not on the profile's ONNX Runtime."""
+    from nas.hardware import load_profile, open_target
+    from nas.tasks.nodule import dense_baseline
+    from nas.tasks.nodule.data import nodule_data
+    from nas.tasks.nodule.pipeline import CLASSIFY_DIR, DEPLOYED_ONNX
+    from nas.tasks.nodule.space import NoduleSpec
+
+    results, doc = study
+    folder, result, task, dataset = open_trial(results, "nodule-tiny", doc["knee_trial"])
+    chosen = RuntimeChoice(runtime="openvino", precision="fp32", reason="test: the search chose OpenVINO", timings=[])
+    dense = dense_baseline(open_target(load_profile(str(QUICK_PROFILE))), NoduleSpec.model_validate(result.pipeline),
+                           folder / CLASSIFY_DIR / DEPLOYED_ONNX, nodule_data(dataset), "test", chosen)
+    assert dense["latency"]["backend"] == "openvino"
+    assert dense["froc"] == doc["dense_baseline"]["froc"]  # the same model finds the same, whichever runtime
+
+
 def test_export_and_detect_json(study, tmp_path):
     results, doc = study
     trial = doc["knee_trial"]

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the stages' modules need torch and scipy: they load when th
     import torch
     from torch import nn
 
+    from nas.hardware.runtime_choice import RuntimeChoice
     from nas.spaces import SearchSpace
     from nas.tasks.nodule.data import NoduleData
     from nas.tasks.nodule.pipeline import Evaluation, TwoStage
@@ -262,9 +263,10 @@ class NoduleTask(Task):
                 "classify_onnx": str(folder / CLASSIFY_DIR / DEPLOYED_ONNX)}
 
     def front_extras(self, target: Target, candidate: Candidate | None, folder: Path | None, scan_ms: float | None,
-                     test: CandidateScore | None, dataset: Dataset, say: Callable[[str], None]) -> dict[str, Any]:
-        """The dense sliding-window baseline: the knee member's second stage over the whole lungs of the test
-        scans, against the two-stage pipeline on the same scans."""
+                     test: CandidateScore | None, dataset: Dataset, say: Callable[[str], None],
+                     runtime_choice: RuntimeChoice | None = None) -> dict[str, Any]:
+        """The dense sliding-window baseline: the knee member's second stage, as it ships (its runtime), over the
+        whole lungs of the test scans, against the two-stage pipeline on the same scans."""
         from nas.tasks.nodule.data import nodule_data
         from nas.tasks.nodule.pipeline import CLASSIFY_DIR, DEPLOYED_ONNX
 
@@ -273,7 +275,7 @@ class NoduleTask(Task):
         say(f"dense sliding-window baseline: trial {folder.name}'s second stage over the whole lungs of the test "
             "scans ...")
         dense = dense_baseline(target, self._pipeline(candidate), folder / CLASSIFY_DIR / DEPLOYED_ONNX,
-                               nodule_data(dataset), "test")
+                               nodule_data(dataset), "test", runtime_choice)
         dense.pop("evaluation")
         return {"dense_baseline": dense | {"trial": int(folder.name), "two_stage_scan_ms": scan_ms,
                                            "two_stage_froc": test.metrics, "speedup": dense["latency"]["p50_ms"] / scan_ms}}
@@ -302,18 +304,24 @@ def _auc_figures(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
             "positives": int(labels.sum()), "examples": int(len(labels))}
 
 
-def dense_baseline(target: Target, spec: NoduleSpec, classify_onnx: Path, data: NoduleData,
-                   split: str) -> dict[str, Any]:
-    """Stage 2 alone over every lung window of the split's scans: FROC, and its per-scan time composed the same way
-    (measured pre-processing + measured time per batch of DENSE_BATCH windows x batches)."""
+def dense_baseline(target: Target, spec: NoduleSpec, classify_onnx: Path, data: NoduleData, split: str,
+                   runtime_choice: RuntimeChoice | None = None) -> dict[str, Any]:
+    """Stage 2 alone over every lung window of the split's scans, one view per window whatever the pipeline's
+    `views` (the cheaper baseline: eight views of every window would cost it eight times as much): FROC, and its
+    per-scan time composed the same way (measured pre-processing + measured time per batch of DENSE_BATCH windows
+    x batches), on the runtime the pipeline's second stage ships on (`runtime_choice`; None: the target's own):
+    timed on another runtime, the baseline would differ from the pipeline by more than screening."""
+    from nas.hardware.deploy import shipped_artifact, shipped_file
+    from nas.hardware.runtime_choice import runtime_target
     from nas.tasks.nodule.pipeline import DENSE_BATCH, compose_latency, evaluate_scans, probabilities, run_dense
 
     classify_spec = spec.classify
     scans = data.froc_scans(split)
-    predict = probabilities(classify_onnx)
+    predict = probabilities(shipped_artifact(runtime_choice, classify_onnx))
     evaluation = evaluate_scans(lambda p: run_dense(predict, p, spec.patch_size, spec.candidates), scans)
-    m = measure_at_batch(target, classify_onnx, classify_spec.compression.quant, classify_spec.input_shape,
-                         DENSE_BATCH)
+    shipped_on = runtime_target(target, runtime_choice.runtime) if runtime_choice else target
+    m = measure_at_batch(shipped_on, shipped_file(runtime_choice, classify_onnx), classify_spec.compression.quant,
+                         classify_spec.input_shape, DENSE_BATCH)
     batches = sum(math.ceil(r.tiles / DENSE_BATCH) for r in evaluation.runs) / len(evaluation.runs)
     # Dense windows need no screening seeds, so their search is not charged to it.
     prep = [[t - p.seed_ms for t in data.prepare_ms[p.series_uid]] for p, _ in scans]
