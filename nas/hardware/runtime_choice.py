@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nas.hardware._measurement import Measurement
 from nas.hardware._target import Target
+from nas.hardware.deploy import shipped_file
 from nas.spec import Precision
 
 if TYPE_CHECKING:
@@ -127,6 +128,14 @@ def runtime_target(target: Target, runtime: str) -> Target:
     if runtime == target.runtime:
         return target
     return replace(target, profile=target.profile.model_copy(update={"backend": runtime}), runtime=runtime)
+
+
+def shipped_timing(target: Target, choice: RuntimeChoice | None, onnx_file: Path) -> tuple[Target, Path]:
+    """What times a model as it ships: `target` on the chosen runtime, and that runtime's file beside `onnx_file`
+    (`deploy.shipped_file`); without a choice, `target` and `onnx_file` themselves."""
+    if choice is None:
+        return target, onnx_file
+    return runtime_target(target, choice.runtime), shipped_file(choice, onnx_file)
 
 
 def deployable_runtimes(target: Target) -> list[str]:

@@ -11,8 +11,8 @@ from typing import Any
 from nas._io import write_json
 from nas.compress import load_model
 from nas.hardware import Measurement
-from nas.hardware.deploy import shipped_artifact, shipped_file
-from nas.hardware.runtime_choice import runtime_target
+from nas.hardware.deploy import shipped_artifact
+from nas.hardware.runtime_choice import shipped_timing
 from nas.search.constraints import result_constraints
 from nas.search.feasibility import explain_infeasible, remeasure
 from nas.search.front import SCHEMA_VERSION, completed_results, compression_effect, feasible, prune_artifacts
@@ -143,11 +143,8 @@ def measure_candidate(run: SearchRun, r: TrialResult) -> tuple[Measurement, Scan
     measured = {}
     for stage in candidate.stages:
         stage_folder = candidate.folder(folder, stage)
-        target = target_at_batch(ctx.target, stage.batch)
-        shipped = stage_folder / DEPLOYED_ONNX
-        if stage.compressed and r.runtime_choice:
-            target = runtime_target(target, r.runtime_choice.runtime)
-            shipped = shipped_file(r.runtime_choice, shipped)
+        target, shipped = shipped_timing(target_at_batch(ctx.target, stage.batch),
+                                         r.runtime_choice if stage.compressed else None, stage_folder / DEPLOYED_ONNX)
         model = load_model(stage.spec, stage_folder / "model.pt") if ctx.target.needs_model else None
         measured[stage.name] = target.measure(shipped, stage.spec.compression.quant,
                                               stage.spec.input_shape, model)

@@ -311,17 +311,16 @@ def dense_baseline(target: Target, spec: NoduleSpec, classify_onnx: Path, data: 
     per-scan time composed the same way (measured pre-processing + measured time per batch of DENSE_BATCH windows
     x batches), on the runtime the pipeline's second stage ships on (`runtime_choice`; None: the target's own):
     timed on another runtime, the baseline would differ from the pipeline by more than screening."""
-    from nas.hardware.deploy import shipped_artifact, shipped_file
-    from nas.hardware.runtime_choice import runtime_target
+    from nas.hardware.deploy import shipped_artifact
+    from nas.hardware.runtime_choice import shipped_timing
     from nas.tasks.nodule.pipeline import DENSE_BATCH, compose_latency, evaluate_scans, probabilities, run_dense
 
     classify_spec = spec.classify
     scans = data.froc_scans(split)
     predict = probabilities(shipped_artifact(runtime_choice, classify_onnx))
     evaluation = evaluate_scans(lambda p: run_dense(predict, p, spec.patch_size, spec.candidates), scans)
-    shipped_on = runtime_target(target, runtime_choice.runtime) if runtime_choice else target
-    m = measure_at_batch(shipped_on, shipped_file(runtime_choice, classify_onnx), classify_spec.compression.quant,
-                         classify_spec.input_shape, DENSE_BATCH)
+    shipped_on, shipped = shipped_timing(target, runtime_choice, classify_onnx)
+    m = measure_at_batch(shipped_on, shipped, classify_spec.compression.quant, classify_spec.input_shape, DENSE_BATCH)
     batches = sum(math.ceil(r.tiles / DENSE_BATCH) for r in evaluation.runs) / len(evaluation.runs)
     # Dense windows need no screening seeds, so their search is not charged to it.
     prep = [[t - p.seed_ms for t in data.prepare_ms[p.series_uid]] for p, _ in scans]
