@@ -90,12 +90,29 @@ def test_dense_baseline_is_measured_on_the_same_scans(study):
     assert 0 <= dense["froc"]["cpm"] <= 1
 
 
+def test_dense_baseline_steps_finer_until_it_finds_as_much_as_the_pipeline(study):
+    _, doc = study
+    dense = doc["dense_baseline"]
+    strides = dense["strides"]
+    pipeline_found = dense["two_stage_froc"]["sensitivity_at_fp"]["8"]
+    found = [s["froc"]["sensitivity_at_fp"]["8"] for s in strides]
+    assert strides[0]["stride"] == 8  # nodule-tiny's 16-voxel patches, half-overlapping
+    assert all(f < pipeline_found for f in found[:-1])  # a finer stride only while the coarser one found less
+    assert dense["equal_sensitivity"] == (found[-1] >= pipeline_found)
+    # it stops before the finest stride only once it finds as much, or when that pass would take too long here
+    assert len(strides) == 2 or dense["equal_sensitivity"] or dense["finer_skipped"]
+    assert dense["stride"] == strides[-1]["stride"] and dense["froc"] == strides[-1]["froc"]
+    assert dense["latency"]["scan_ms"] == pytest.approx(strides[-1]["scan_ms"])
+    for coarse, fine in zip(strides, strides[1:]):
+        assert fine["stride"] == coarse["stride"] // 2 and fine["windows_per_scan"] > 6 * coarse["windows_per_scan"]
+        assert fine["scan_ms"] > coarse["scan_ms"]
 
-def test_dense_baseline_is_timed_on_the_runtime_the_second_stage_ships_on(study):
+
+def test_dense_baseline_is_timed_on_the_runtime_the_second_stage_ships_on(study, monkeypatch):
     """The baseline differs from the pipeline by screening alone: a stage 2 shipped on OpenVINO is timed densely on
-    OpenVINO too, not on the profile's ONNX Runtime."""
+    OpenVINO too, not on the profile's ONNX Runtime. (One half-window pass: a finer one is refused as too slow.)"""
     from nas.hardware import load_profile, open_target
-    from nas.tasks.nodule import dense_baseline
+    from nas.tasks.nodule import dense_baseline, pipeline
     from nas.tasks.nodule.data import nodule_data
     from nas.tasks.nodule.pipeline import CLASSIFY_DIR, DEPLOYED_ONNX
     from nas.tasks.nodule.space import NoduleSpec
@@ -103,10 +120,13 @@ def test_dense_baseline_is_timed_on_the_runtime_the_second_stage_ships_on(study)
     results, doc = study
     folder, result, task, dataset = open_trial(results, "nodule-tiny", doc["knee_trial"])
     chosen = RuntimeChoice(runtime="openvino", precision="fp32", reason="test: the search chose OpenVINO", timings=[])
+    monkeypatch.setattr(pipeline, "DENSE_REFINE_LIMIT_S", 0)
     dense = dense_baseline(open_target(load_profile(str(QUICK_PROFILE))), NoduleSpec.model_validate(result.pipeline),
-                           folder / CLASSIFY_DIR / DEPLOYED_ONNX, nodule_data(dataset), "test", chosen)
+                           folder / CLASSIFY_DIR / DEPLOYED_ONNX, nodule_data(dataset), "test", 1.01, chosen)
     assert dense["latency"]["backend"] == "openvino"
-    assert dense["froc"] == doc["dense_baseline"]["froc"]  # the same model finds the same, whichever runtime
+    first = doc["dense_baseline"]["strides"][0]
+    assert (dense["stride"], dense["froc"]) == (first["stride"], first["froc"])  # the same model finds the same
+    assert not dense["equal_sensitivity"] and dense["finer_skipped"].startswith("stride 4: about ")
 
 
 def test_export_and_detect_json(study, tmp_path):

@@ -9,7 +9,7 @@ from conftest import SHARED
 
 from nas.data.lidc import reference_nodules
 from nas.tasks.nodule.data import read_scan
-from nas.tasks.nodule.pipeline import select_candidates
+from nas.tasks.nodule.pipeline import DENSE_STRIDES, dense_windows, select_candidates
 from nas.tasks.nodule.volume import SEED_CAP, Prepared, prepare, recentre
 
 SCAN = SHARED / "data" / "lidc" / "LIDC-IDRI-0003"
@@ -60,3 +60,17 @@ def test_selection_keeps_the_best_ranked_seeds_on_their_blobs(scan):
     assert _hits(chosen, centres, radii).all()
     gaps = np.linalg.norm(chosen[:, None] - chosen[None], axis=2)[np.triu_indices(len(chosen), 1)]
     assert gaps.min() > 4.0  # duplicates merged (MERGE_MM)
+
+
+def test_dense_windows_step_finer_over_the_same_lungs(scan):
+    # The dense baseline's finer stride runs about 8x the windows, and at every stride some window is centred
+    # within half a step of each nodule on every axis.
+    prepared, centres, _ = scan
+    size = 32
+    windows = {size // f: dense_windows(prepared, size, size // f) for f in DENSE_STRIDES}
+    half, quarter = (len(windows[size // f]) for f in DENSE_STRIDES)
+    assert 6 < quarter / half < 10
+    for stride, points in windows.items():
+        assert prepared.mask[tuple(points.T)].mean() > 0.3  # mostly on lung
+        offset = np.abs(centres[:, None] - points[None]).max(axis=2).min(axis=1)
+        assert (offset <= stride / 2).all(), (stride, offset)

@@ -27,6 +27,7 @@ from nas.tasks.nodule.material import CROP_PIXEL_MM
 from nas.tasks.nodule.pipeline import (
     CLASSIFY_DIR,
     DENSE_BATCH,
+    DENSE_STRIDES,
     DEPLOYED_ONNX,
     MERGE_MM,
     PIPELINE_FILE,
@@ -87,7 +88,9 @@ def pipeline_config(folder: Path) -> dict[str, Any]:
                      "depth": f"the central {PATCH_DEPTH_MM:g} slices kept, those beyond mirrored ('symmetric')",
                      "views": [_view_name(flips, transpose) for flips, transpose in VIEWS[:spec.views]],
                      "output": "logits [other, nodule] per view; score = mean over the views of softmax(logits)[1]"},
-        "dense_baseline": {"windows": f"{patch}^3 at stride {max(1, patch // 2)} over the lungs",
+        "dense_baseline": {"windows": f"{patch}^3 over the lungs at stride "
+                                      + " then ".join(str(max(1, patch // f)) for f in DENSE_STRIDES)
+                                      + " while it finds fewer nodules than the pipeline",
                            "batch": DENSE_BATCH, "selection": "local maxima of the window scores, moved and merged "
                                                               "as above, scored again where they land"},
     }

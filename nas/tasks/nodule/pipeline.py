@@ -6,7 +6,7 @@ merged within MERGE_MM, and the best `candidates` go on. Stage 2 classifies a 3D
 is the candidate's score, which ranks candidates for FROC. Screening thus costs one tile per seed, not a sweep of
 every lung tile (which at half-tile stride on every other slice ran about four times as many inputs as the dense
 baseline has windows, and still ranked nodules below the vessels around them).
-The dense baseline runs stage 2 alone on half-overlapping windows covering the whole lung volume (no screening, no
+The dense baseline runs stage 2 alone on overlapping windows covering the whole lung volume (no screening, no
 seeds); its local maxima are moved onto their blobs the same way and scored again there.
 """
 
@@ -42,6 +42,8 @@ from nas.tasks.nodule.volume import (
 __all__ = [
     "CLASSIFY_DIR",
     "DENSE_BATCH",
+    "DENSE_REFINE_LIMIT_S",
+    "DENSE_STRIDES",
     "PIPELINE_FILE",
     "SCREEN_BATCH",
     "SCREEN_DIR",
@@ -62,6 +64,11 @@ __all__ = [
 SCREEN_BATCH = 64
 """Stage 1 runs seed tiles in batches of this many: its measured unit."""
 DENSE_BATCH = 16
+DENSE_STRIDES = (2, 4)
+"""The dense baseline's steps between windows, as fractions of the window (1/2, then 1/4): finer while it finds
+less than the pipeline it is compared with. Each halving runs 8x the windows; 1/8 would take minutes per scan here."""
+DENSE_REFINE_LIMIT_S = 900
+"""A finer dense pass expected to take longer than this (8x the last one's wall time) is not run."""
 MERGE_MM = 4.0
 """Candidates closer than this after refinement are one finding."""
 SCREEN_DIR, CLASSIFY_DIR = "screen", "classify"
@@ -231,10 +238,9 @@ def _settle(prepared: Prepared, centres: np.ndarray, scores: np.ndarray, limit: 
     return moved[keep], scores[keep]
 
 
-def dense_windows(prepared: Prepared, size: int) -> np.ndarray:
-    """Window centres covering the lungs at half-window stride: every window whose central voxel region touches
-    the lung mask."""
-    stride = max(1, size // 2)
+def dense_windows(prepared: Prepared, size: int, stride: int) -> np.ndarray:
+    """Window centres every `stride` voxels covering the lungs: every window whose central voxel region touches the
+    lung mask."""
     axes = [np.arange(size // 2, max(size // 2 + 1, n - size // 2 + 1), stride) for n in prepared.shape]
     centres = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     q = max(1, size // 4)
@@ -247,15 +253,14 @@ def _batches(classify: Probabilities, prepared: Prepared, centres: np.ndarray, s
                            for i in range(0, len(centres), DENSE_BATCH)]) if len(centres) else np.zeros(0)
 
 
-def run_dense(classify: Probabilities, prepared: Prepared, size: int, limit: int) -> ScanRun:
+def run_dense(classify: Probabilities, prepared: Prepared, size: int, limit: int, stride: int) -> ScanRun:
     """The baseline: stage 2 on every window over the lungs; the local maxima of its scores, moved onto their blobs
     as two-stage candidates are, merged, and scored again where they landed (so both place candidates alike)."""
     started = time.perf_counter()
-    centres = dense_windows(prepared, size)
+    centres = dense_windows(prepared, size, stride)
     scores = _batches(classify, prepared, centres, size)
     ran = time.perf_counter()
     grid = {tuple(c): s for c, s in zip(centres.tolist(), scores)}
-    stride = max(1, size // 2)
     best = [n for n, c in enumerate(centres.tolist())
             if all(grid.get((c[0] + dz, c[1] + dy, c[2] + dx), -1.0) <= scores[n]
                    for dz in (-stride, 0, stride) for dy in (-stride, 0, stride) for dx in (-stride, 0, stride))]
