@@ -7,8 +7,9 @@ scan, both ways, all through the code the search and `nas detect` use:
                 one tile per seed, the 3D classifier on its top candidates (each in the pipeline's `views`, one batch)
     dense       the same 3D classifier on every window over the lungs (no screening, no seeds: its pre-processing
                 time leaves out the seed finding; one view per window, the cheaper baseline), as pareto.json's
-                dense_baseline: at half-window steps, then quarter-window steps (8x the windows) while it finds
-                fewer of the test scans' nodules at 8 FP per scan than the two-stage pipeline; one row per stride
+                dense_baseline: at half-window steps, then a quarter, then an eighth (8x the windows each time)
+                while it finds fewer of the test scans' nodules at 8 FP per scan than the two-stage pipeline and
+                the finer pass would end within 15 min; one row per stride
 
 Per scan: time composed from measurements on the target (measured pre-processing + each model's measured time per
 run at its batch x runs on this scan, as pareto.json's scan_ms), the stage breakdown, and the wall-clock time of the
