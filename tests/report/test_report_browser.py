@@ -53,7 +53,10 @@ def test_plot_renders_every_front_member_as_an_svg_point(page):
     front = browser.evaluate(POINTS.format(args=json.dumps(["pareto-plot", "Pareto front"])))
     assert front == len(doc["members"]) >= 1
     trained = len(list((study / "trials").glob("*/result.json")))
-    drawn = browser.evaluate("document.querySelectorAll('#pareto-plot .scatterlayer path.point').length")
+    points = "document.querySelectorAll('#pareto-plot .scatterlayer path.point').length"
+    deadline = time.monotonic() + 10  # plotly draws trace after trace: on a loaded machine the stars come later
+    while (drawn := browser.evaluate(points)) < trained + len(doc["baselines"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert drawn == trained + len(doc["baselines"])  # every trained trial once, and each baseline's star on top
     assert browser.evaluate("document.querySelectorAll('#hypervolume-plot path.point').length") >= 1
 
