@@ -27,8 +27,8 @@ LUNA16_0003 = [(72.3, 76.9, -190.5, 21.5), (23.5, -47.6, -172.3, 8.8), (-47.4, -
 
 
 DENSE_LIMIT_S = 100
-"""The dense baseline's pass limit here: the tiny model's quarter-window pass (a few seconds expected) runs, its
-eighth-window pass (a million windows, minutes) is refused."""
+"""The dense baseline's pass limit here: the tiny model's quarter-window pass (about half a minute) runs, its
+eighth-window pass (over a million windows, about 5 min) is refused."""
 
 
 @pytest.fixture(scope="module")
