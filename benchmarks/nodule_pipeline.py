@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 from nas.hardware import load_profile, open_target
-from nas.metrics import binary_metrics, bootstrap_ci
 from nas.search.runner import CACHE_DIR
 from nas.tasks import get_task, measure_at_batch
 from nas.tasks.nodule import dense_baseline
@@ -66,21 +65,6 @@ def pipelines(args: argparse.Namespace) -> list[Path]:
 def label(folder: Path) -> str:
     """A trial folder as study/trial, an export by its name."""
     return f"{folder.parent.parent.name}/{folder.name}" if folder.parent.name == "trials" else folder.name
-
-
-def patch_figures(dataset, detector: TwoStage, false_positive_scores: list[float]) -> dict[str, dict]:
-    """The test-patient figures pareto.json gives (each stage's AUC with its bootstrap 95% interval; stage 2 on the
-    nodules against the screener's false positives beside them), and stage 2 on those nodules against its
-    candidates on the scans that are no reference finding (classify_vs_scan_fp)."""
-    figures = get_task("nodule").patch_figures(detector, dataset)
-    figures["classify_vs_volume_fp"] = figures.pop("classify_vs_screen_fp")
-    labels, scores = nodule_data(dataset).against_false_positives(detector, "test")
-    both = np.r_[np.ones(int(labels.sum()), int), np.zeros(len(false_positive_scores), int)]
-    joined = np.r_[scores[labels == 1], false_positive_scores]
-    figures["classify_vs_scan_fp"] = {"auc": binary_metrics(both, joined, 0.5)["auc"],
-                                      "auc_95ci": bootstrap_ci(both, joined, 0.5)["auc"],
-                                      "positives": int(both.sum()), "examples": len(both)}
-    return figures
 
 
 def detection(runs: list[ScanRun], scans: list, min_score: float) -> dict[str, object]:
@@ -115,7 +99,8 @@ def benchmark(folder: Path, dataset, target, min_score: float) -> list[dict]:
                      "device": f"{measured.device}, {measured.backend} {measured.runtime_version}"})
     false_positives = [s for run, (prepared, truth) in test_runs + train_runs
                        for s in match(truth, run.candidates(prepared))[1]]
-    figures = patch_figures(dataset, detector, false_positives)
+    figures = {("classify_vs_volume_fp" if name == "classify_vs_screen_fp" else name): f  # beside classify_vs_scan_fp
+               for name, f in get_task("nodule").patch_figures(detector, dataset, false_positives).items()}
     found = detection([r for r, _ in test_runs], [s for _, s in test_runs], min_score)
     test_patients = {data.scans[i].patient for i in data.splits["test"]}
     for row in rows:

@@ -140,6 +140,22 @@ def test_dense_baseline_is_timed_on_the_runtime_the_second_stage_ships_on(study,
     assert not dense["equal_sensitivity"] and dense["finer_skipped"].startswith("stride 4: about ")
 
 
+def test_patch_figures_add_the_nodules_against_whole_scan_false_positives(study):
+    # Two made-up scan false positives, one scoring 0 and one 1: every nodule ranks between them, so AUC 0.5.
+    from nas.tasks.nodule.pipeline import CLASSIFY_DIR, DEPLOYED_ONNX, SCREEN_DIR, TwoStage
+    from nas.tasks.nodule.space import NoduleSpec
+
+    results, doc = study
+    folder, result, task, dataset = open_trial(results, "nodule-tiny", doc["knee_trial"])
+    detector = TwoStage(NoduleSpec.model_validate(result.pipeline), folder / SCREEN_DIR / DEPLOYED_ONNX,
+                        folder / CLASSIFY_DIR / DEPLOYED_ONNX)
+    figures = task.patch_figures(detector, dataset, [0.0, 1.0])
+    scan, volume = figures["classify_vs_scan_fp"], figures["classify_vs_screen_fp"]
+    assert scan["positives"] == volume["positives"] > 0 and scan["examples"] == scan["positives"] + 2
+    assert scan["auc"] == pytest.approx(0.5, abs=0.05)
+    assert "classify_vs_scan_fp" not in doc["members"][0]["metrics"]["test"]["patch"]  # the search gives none
+
+
 def test_export_and_detect_json(study, tmp_path):
     results, doc = study
     trial = doc["knee_trial"]

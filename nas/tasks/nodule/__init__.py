@@ -235,10 +235,13 @@ class NoduleTask(Task):
             metrics["patch"] = self.patch_figures(detector, dataset)
         return CandidateScore(metrics, {"classify": evaluation.mean_passed}, flags, evaluation)
 
-    def patch_figures(self, detector: TwoStage, dataset: Dataset) -> dict[str, dict[str, Any]]:
+    def patch_figures(self, detector: TwoStage, dataset: Dataset,
+                      scan_false_positives: list[float] | None = None) -> dict[str, dict[str, Any]]:
         """Each stage's AUC on the test patients' examples with its bootstrap 95% interval, and stage 2's on their
         nodules against the screener's false positives beside them (`classify_vs_screen_fp`): hundreds of nodules,
-        which say far more about the models than the few nodules of the test scans."""
+        which say far more about the models than the few nodules of the test scans. Given `scan_false_positives`
+        (stage-2 scores of whole-scan candidates that hit no reference finding), also those nodules against them
+        (`classify_vs_scan_fp`)."""
         from nas.tasks.nodule.data import nodule_data
 
         data = nodule_data(dataset)
@@ -248,7 +251,11 @@ class NoduleTask(Task):
             inputs, labels = data.inputs("test", stage, spec.input_size)
             figures[stage] = _auc_figures(labels.numpy(), predict(inputs.numpy()))
         if data.material is not None:
-            figures["classify_vs_screen_fp"] = _auc_figures(*data.against_false_positives(detector, "test"))
+            labels, scores = data.against_false_positives(detector, "test")
+            figures["classify_vs_screen_fp"] = _auc_figures(labels, scores)
+            if scan_false_positives is not None:
+                both = np.r_[np.ones(int(labels.sum()), int), np.zeros(len(scan_false_positives), int)]
+                figures["classify_vs_scan_fp"] = _auc_figures(both, np.r_[scores[labels == 1], scan_false_positives])
         return figures
 
     def describe_data(self, dataset: Dataset) -> dict[str, Any]:
