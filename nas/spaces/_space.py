@@ -176,6 +176,9 @@ class SearchSpace(BaseModel):
     input_size: Param
     families: dict[str, dict[str, Param]] = Field(min_length=1)
     training: dict[str, Param]
+    classify_training: dict[str, Param] = Field(default_factory=dict)
+    """Two-stage tasks (nodule): the second stage's own values of `training` knobs, drawn as `classify.<knob>`;
+    the rest of its recipe is `training`'s. A 3D classifier and a 2D screener need not learn alike."""
     compression: dict[str, Param] = Field(default_factory=dict)
     baselines: list[Baseline] = Field(default_factory=list)
     start_points: list[StartPoint] = Field(default_factory=list)
@@ -205,6 +208,14 @@ class SearchSpace(BaseModel):
     @classmethod
     def _check_training(cls, training: dict[str, Param]) -> dict[str, Param]:
         _check_keys("", training, TRAINING_PARAMS, TRAINING_DEFAULTS)
+        for key, param in training.items():
+            _check_bounds(f"{key}: ", param, TRAINING_BOUNDS[key])
+        return training
+
+    @field_validator("classify_training")
+    @classmethod
+    def _check_classify_training(cls, training: dict[str, Param]) -> dict[str, Param]:
+        _check_keys("", training, TRAINING_PARAMS, dict.fromkeys(TRAINING_PARAMS))
         for key, param in training.items():
             _check_bounds(f"{key}: ", param, TRAINING_BOUNDS[key])
         return training
@@ -278,6 +289,9 @@ def sample_spec(
     candidate's epoch count (multi-fidelity: the top rung), and the `epochs` knob is then not drawn, since it
     would have no effect the sampler could learn from.
     """
+    if space.classify_training:
+        raise ConfigError(f"{space.path}: classify_training is for two-stage tasks (nodule); task {space.task!r} "
+                          "trains one model: move its knobs into training")
     baseline = space.baseline(trial.user_attrs["baseline"]) if "baseline" in trial.user_attrs else None
     if baseline is None or baseline.family in space.families:
         family = trial.suggest_categorical("family", list(space.families))

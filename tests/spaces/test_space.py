@@ -131,6 +131,16 @@ def test_max_epochs_caps_epochs():
     assert _sample(space, 5, seed=3, max_epochs=1000) == uncapped
 
 
+def test_a_one_model_task_refuses_a_second_stage_recipe(tmp_path):
+    data = _tiny()
+    data["classify_training"] = {"epochs": 3}
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(data))
+    space = load_space(str(path))
+    with pytest.raises(ConfigError, match="classify_training is for two-stage tasks .* move its knobs into training"):
+        _sample(space, 1)
+
+
 # --- errors -------------------------------------------------------------------------------------------------
 
 
@@ -182,11 +192,15 @@ def _families(d):
          ["training", "batch_size: 0 is not allowed; expected an integer in [1, 65536]"]),
         (lambda d: d.update(input_size=-28), ["input_size", "-28 is not allowed; expected an integer in [8, 4096]"]),
         (lambda d: d.update(input_size="x" * 500), ["input_size", "'xxxx", "(502 characters)"]),
+        (lambda d: d.update(classify_training={"epoch": 12}),
+         ["classify_training", "unknown parameter 'epoch'", "did you mean 'epochs'"]),
+        (lambda d: d.update(classify_training={"epochs": 0}),
+         ["classify_training", "epochs: 0 is not allowed; expected an integer in [1, 10000]"]),
     ],
     ids=["family", "family-param", "missing-param", "low-high", "log-low", "default-range", "default-choice",
          "quant-int4", "prune-range", "prune-fixed", "training-param", "baseline-family", "no-default",
          "stage-width-negative", "mobilenet-width-zero", "eight-for-int", "range-for-name", "batch-size-zero",
-         "input-size-negative", "long-value-cut"],
+         "input-size-negative", "long-value-cut", "classify-training-param", "classify-training-bounds"],
 )
 def test_bad_space_names_file_and_field(tmp_path, change, words):
     data = _tiny()

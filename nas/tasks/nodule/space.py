@@ -3,8 +3,8 @@
 A nodule space is an ordinary `SearchSpace` file read two ways: its 2D families are first-stage screeners (on
 `input_size`-pixel tiles of 3-slice slabs, 1 mm per pixel), its 3D families second-stage patch classifiers; each 3D
 family's block also declares `patch_size`, `candidates`, `screen_threshold` and `views` (see nas.models.volume).
-`training` is shared by both stages; `compression` applies to the second stage, the one that runs per candidate in
-3D.
+`training` is both stages' recipe, `classify_training` overrides knobs of it for the second stage; `compression`
+applies to the second stage, the one that runs per candidate in 3D.
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def _arch(trial: optuna.Trial, prefix: str, family: str, declared: dict[str, Any
 
 
 def sample_nodule_spec(space: SearchSpace, trial: optuna.Trial, *, max_epochs: int | None = None) -> NoduleSpec:
-    """Draw both stages, the hand-off and the shared training recipe. Parameter names are stable:
+    """Draw both stages, the hand-off and the training recipes. Parameter names are stable:
     `screen.family`, `screen.input_size`, `classify.family`, `classify.resnet3d.patch_size`, `classify.resnet3d.views`,
-    `lr`, `quant`."""
+    `lr`, `classify.epochs` (a `classify_training` knob), `quant`. `max_epochs` caps both stages' epochs."""
     first, second = stages(space)
     screen_family = trial.suggest_categorical("screen.family", first)
     screen_arch = _arch(trial, "screen", screen_family, space.families[screen_family])
@@ -84,15 +84,16 @@ def sample_nodule_spec(space: SearchSpace, trial: optuna.Trial, *, max_epochs: i
     classify_arch = _arch(trial, "classify", classify_family, declared)
     hand_off = {name: draw(trial, f"classify.{classify_family}.{name}", declared[name]) for name in PATCH_PARAMS}
     training = {**TRAINING_DEFAULTS, **{k: draw(trial, k, v) for k, v in space.training.items()}}
+    classify_training = {**training, **{k: draw(trial, f"classify.{k}", v) for k, v in space.classify_training.items()}}
     if max_epochs is not None:
-        training["epochs"] = min(int(training["epochs"]), max_epochs)
+        for recipe in (training, classify_training):
+            recipe["epochs"] = min(int(recipe["epochs"]), max_epochs)
     try:
-        recipe = TrainingSpec(**training)
         screen = Spec(family=screen_family, arch=screen_arch, input_size=tile, in_channels=len(SLAB_OFFSETS),
-                      num_classes=2, training=recipe)
+                      num_classes=2, training=TrainingSpec(**training))
         # `augment` > 0: the training loop draws each patch's flips and in-plane turns every step
         classify = Spec(family=classify_family, arch=classify_arch, input_size=int(hand_off["patch_size"]),
-                        in_channels=1, num_classes=2, training=recipe, spatial_dims=3,
+                        in_channels=1, num_classes=2, training=TrainingSpec(**classify_training), spatial_dims=3,
                         compression=CompressionSpec(**sample_compression(space, trial)))
         return NoduleSpec(screen=screen, classify=classify, candidates=int(hand_off["candidates"]),
                           screen_threshold=float(hand_off["screen_threshold"]), views=int(hand_off["views"]))
