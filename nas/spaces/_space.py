@@ -154,6 +154,13 @@ def _check_bounds(where: str, param: Param, bounds: Bounds) -> None:
             raise ValueError(f"{where}{shown(value)} is not allowed; expected {bounds.describe()}")
 
 
+def _check_training_knobs(training: dict[str, Param], optional: dict[str, Any]) -> dict[str, Param]:
+    _check_keys("", training, TRAINING_PARAMS, optional)
+    for key, param in training.items():
+        _check_bounds(f"{key}: ", param, TRAINING_BOUNDS[key])
+    return training
+
+
 class StartPoint(BaseModel):
     """A known-good candidate the search tries first (Optuna's enqueue_trial): unlike a baseline it is an ordinary
     candidate of the space, drawn with every parameter fixed, compressed and promoted like any other."""
@@ -207,18 +214,12 @@ class SearchSpace(BaseModel):
     @field_validator("training")
     @classmethod
     def _check_training(cls, training: dict[str, Param]) -> dict[str, Param]:
-        _check_keys("", training, TRAINING_PARAMS, TRAINING_DEFAULTS)
-        for key, param in training.items():
-            _check_bounds(f"{key}: ", param, TRAINING_BOUNDS[key])
-        return training
+        return _check_training_knobs(training, TRAINING_DEFAULTS)
 
     @field_validator("classify_training")
     @classmethod
     def _check_classify_training(cls, training: dict[str, Param]) -> dict[str, Param]:
-        _check_keys("", training, TRAINING_PARAMS, dict.fromkeys(TRAINING_PARAMS))
-        for key, param in training.items():
-            _check_bounds(f"{key}: ", param, TRAINING_BOUNDS[key])
-        return training
+        return _check_training_knobs(training, dict.fromkeys(TRAINING_PARAMS))  # overrides: every knob optional
 
     @field_validator("compression")
     @classmethod
